@@ -1,0 +1,190 @@
+"""Every failure chatd reports, each knowing its HTTP status and OpenAI error shape.
+
+    ChatdError
+    ├── ConfigError                 a lakehouse.toml that cannot be used (start-up only)
+    └── RequestError                anything sent back to a client
+        ├── BadRequest              400: the client's request is malformed
+        ├── PayloadTooLarge         413: body over max_body_bytes
+        ├── NotFound                404: path or model route chatd does not serve
+        ├── ProviderNotRegistered   404: route names a provider that has no key
+        ├── MethodNotAllowed        405
+        └── UpstreamError           502: the provider failed us
+            ├── UpstreamRejected    400/422: the provider says the request is invalid
+            ├── UpstreamRateLimited 429: passed on with Retry-After
+            ├── UpstreamAuth        502: the provider refused chatd's credentials
+            ├── UpstreamTimeout     504: connect, first byte, idle or total deadline
+            └── UpstreamStreamError 502: failure inside a stream the provider began
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class ChatdError(Exception):
+    """Base of every chatd error."""
+
+
+class ConfigError(ChatdError):
+    """The configuration file cannot be used; the message names the file and the key."""
+
+
+class RequestError(ChatdError):
+    """An error that becomes an HTTP response in the OpenAI error shape."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Extra response headers (Retry-After for rate limits)."""
+        return []
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+    def json(self) -> bytes:
+        return orjson.dumps(self.body())
+
+
+class BadRequest(RequestError):
+    """The client's request is malformed."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is larger than max_body_bytes."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class NotFound(RequestError):
+    """No such path under /v1/chat."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ProviderNotRegistered(NotFound):
+    """The route names a configured provider that has no key, so it is not registered."""
+
+    code = "provider_not_registered"
+
+
+class MethodNotAllowed(RequestError):
+    """The path exists but not for this method."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class UpstreamError(RequestError):
+    """The provider failed: 5xx, bad body, zero choices, refused connection, model unknown."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    kind = "upstream"
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider says the request itself is invalid (its 400/422, message kept)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+    kind = "rejected"
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The provider rate-limited us; its Retry-After is passed on."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if not self.retry_after:
+            return []
+        return [(b"retry-after", self.retry_after.encode("latin-1", "replace"))]
+
+
+class UpstreamAuth(UpstreamError):
+    """The provider refused chatd's credentials: an operator problem, never the client's."""
+
+    code = "upstream_auth"
+    kind = "auth"
+
+
+class UpstreamTimeout(UpstreamError):
+    """A connect, first-byte, idle or total deadline passed."""
+
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+    kind = "timeout"
+
+
+class UpstreamStreamError(UpstreamError):
+    """The provider reported or caused a failure after its stream began."""
+
+    code = "upstream_stream_error"
+    kind = "stream"
+
+
+def upstream_error_message(raw: bytes, limit: int = 500) -> str:
+    """The human message inside any provider's error body (Ollama, OpenAI, OpenRouter, Zen)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:limit].decode("utf-8", "replace").strip() or "no error message"
+    error = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("type") or error
+    if not isinstance(error, str):
+        error = orjson.dumps(error).decode()
+    return error[:limit]
+
+
+def from_upstream_status(
+    provider: str, status: int, raw: bytes, retry_after: str | None = None
+) -> UpstreamError:
+    """Map a provider's error status and body onto the error the client sees (DESIGN §4)."""
+    message = upstream_error_message(raw)
+    if status == 429:
+        return UpstreamRateLimited(f"{provider}: {message}", retry_after=retry_after)
+    if status in (400, 422):
+        return UpstreamRejected(f"{provider}: {message}", status=status)
+    if status in (401, 403):
+        return UpstreamAuth(f"{provider} refused chatd's credentials (HTTP {status})")
+    if status == 408:
+        return UpstreamTimeout(f"{provider} timed out (HTTP 408)")
+    return UpstreamError(f"{provider} answered HTTP {status}: {message}")
+
+
+def redact(error: RequestError, secrets: list[str]) -> RequestError:
+    """Blank out any secret an upstream echoed into a message, before a client or log sees it."""
+    for secret in secrets:
+        if secret and secret in error.message:
+            error.message = error.message.replace(secret, "[redacted]")
+    return error

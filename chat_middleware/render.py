@@ -1,0 +1,89 @@
+"""What the client receives: the OpenAI shape, or chatd's native /v1/chat shape.
+
+The relay hands a renderer OpenAI objects (a completion, or stream chunks) and
+sends whatever bytes it returns; a renderer is made per request and holds the
+little state a stream needs.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .errors import RequestError, UpstreamStreamError
+from .shapes import completion_text
+from .streams import SSE_DONE, Chunk, StreamDecoder
+
+
+def sse_error(error: RequestError) -> bytes:
+    """The event that ends a stream which failed after it began."""
+    return b"data: " + error.json() + b"\n\n"
+
+
+class OpenAIRenderer:
+    """OpenAI Chat Completions: passthrough bytes stay untouched."""
+
+    __slots__ = ()
+
+    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
+        return raw if passthrough else orjson.dumps(completion)
+
+    def chunks(self, chunks: list[Chunk]) -> bytes:
+        if len(chunks) == 1:
+            return chunks[0].sse
+        return b"".join([chunk.sse for chunk in chunks])
+
+    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes:
+        return SSE_DONE
+
+
+class NativeRenderer:
+    """chatd's own shape: `{model, provider, content, input_tokens, output_tokens, finish_reason, latency_ms}`."""
+
+    __slots__ = ("provider", "model", "finish_reason")
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.finish_reason: str | None = None
+
+    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
+        content, finish_reason, tokens_in, tokens_out = completion_text(completion)
+        model = completion.get("model")
+        return orjson.dumps({
+            "model": model if isinstance(model, str) and model else self.model,
+            "provider": self.provider,
+            "content": content,
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "finish_reason": finish_reason,
+            "latency_ms": round(latency_ms, 3),
+        })
+
+    def chunks(self, chunks: list[Chunk]) -> bytes:
+        events = []
+        for chunk in chunks:
+            try:
+                data = chunk.data
+            except orjson.JSONDecodeError:
+                raise UpstreamStreamError("upstream sent a stream chunk that is not JSON") from None
+            choices = data.get("choices") if isinstance(data, dict) else None
+            if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+                continue  # usage-only or empty chunk
+            delta = choices[0].get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            finish_reason = choices[0].get("finish_reason")
+            if isinstance(content, str) and content:
+                events.append(b'data: {"delta":' + orjson.dumps(content) + b"}\n\n")
+            if isinstance(finish_reason, str):
+                self.finish_reason = finish_reason
+        return b"".join(events)
+
+    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes:
+        return b"data: " + orjson.dumps({
+            "model": self.model,
+            "provider": self.provider,
+            "finish_reason": self.finish_reason or "stop",
+            "input_tokens": decoder.prompt_tokens,
+            "output_tokens": decoder.completion_tokens,
+            "latency_ms": round(latency_ms, 3),
+        }) + b"\n\n"

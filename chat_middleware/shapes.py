@@ -1,0 +1,100 @@
+"""Client request bodies: checking them, and chatd's native shape ⇄ OpenAI.
+
+Every request becomes an OpenAI Chat Completions body before routing; the checks
+here are the ones every transform relies on. Transforms check the fields only
+they read; the openai passthrough leaves the rest to the upstream, whose 400 is
+passed on.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .errors import BadRequest
+
+_NUMBER = (int, float)
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """The body as a JSON object, or a 400 saying what is wrong with it."""
+    if not raw:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _field(body: dict, name: str, types: type | tuple[type, ...], what: str) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if not isinstance(value, types) or isinstance(value, bool) and types is not bool:
+        raise BadRequest(f"'{name}' must be {what}")
+
+
+def check_messages(messages: object) -> None:
+    if messages is None:
+        raise BadRequest("'messages' is required")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise BadRequest(f"messages[{i}] must be an object")
+        if not isinstance(message.get("role"), str):
+            raise BadRequest(f"messages[{i}].role must be a string")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise BadRequest(f"messages[{i}].content must be a string or an array of parts")
+
+
+def check_completion(body: dict) -> None:
+    """An OpenAI Chat Completions body, as far as chatd itself reads it."""
+    check_messages(body.get("messages"))
+    _field(body, "stream", bool, "true or false")
+    _field(body, "stream_options", dict, "an object")
+    _field(body, "max_tokens", int, "an integer")
+    _field(body, "max_completion_tokens", int, "an integer")
+    _field(body, "temperature", _NUMBER, "a number")
+    _field(body, "top_p", _NUMBER, "a number")
+
+
+def native_to_openai(body: dict) -> dict:
+    """POST /v1/chat's native body → an OpenAI Chat Completions body."""
+    check_messages(body.get("messages"))
+    _field(body, "max_tokens", int, "an integer")
+    _field(body, "temperature", _NUMBER, "a number")
+    _field(body, "stream", bool, "true or false")
+    out = {"model": body.get("model"), "messages": body["messages"]}
+    for name in ("max_tokens", "temperature", "stream"):
+        if body.get(name) is not None:
+            out[name] = body[name]
+    fmt = body.get("format")
+    if fmt == "json":
+        out["response_format"] = {"type": "json_object"}
+    elif fmt is not None:
+        raise BadRequest("'format' must be \"json\" when given")
+    return out
+
+
+def completion_text(completion: dict) -> tuple[str, str | None, int, int]:
+    """Content, finish reason and token counts of an OpenAI `chat.completion`."""
+    choice = completion["choices"][0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    usage = completion.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return (
+        content if isinstance(content, str) else "",
+        choice.get("finish_reason") if isinstance(choice, dict) else None,
+        count(usage.get("prompt_tokens")),
+        count(usage.get("completion_tokens")),
+    )
+
+
+def count(value: object) -> int:
+    """A token count from untrusted JSON: a non-negative int, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -1,0 +1,114 @@
+"""Stream framing: SSE and NDJSON splitting, and the chunk that flows to clients.
+
+Upstream bytes arrive in arbitrary TCP-sized pieces; the splitters hand out whole
+events or lines as soon as they are complete, holding back only the unfinished tail.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import orjson
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+class Chunk:
+    """One OpenAI `chat.completion.chunk`, held as the bytes or the object it came as.
+
+    Passthrough chunks keep their upstream bytes and are parsed only when asked
+    for `data`; translated chunks start as objects and are dumped once.
+    """
+
+    __slots__ = ("_payload", "_data")
+
+    def __init__(self, payload: bytes | None = None, data: dict | None = None) -> None:
+        self._payload = payload
+        self._data = data
+
+    @property
+    def data(self) -> dict:
+        if self._data is None:
+            self._data = orjson.loads(self._payload)  # type: ignore[arg-type]
+        return self._data
+
+    @property
+    def payload(self) -> bytes:
+        if self._payload is None:
+            self._payload = orjson.dumps(self._data)
+        return self._payload
+
+    @property
+    def sse(self) -> bytes:
+        return b"data: " + self.payload + b"\n\n"
+
+
+class StreamDecoder(Protocol):
+    """Turns an upstream body, piece by piece, into OpenAI chunks.
+
+    `feed` raises UpstreamStreamError on an in-band error; `close` raises it when
+    the upstream ended without its terminal marker (a silent truncation).
+    """
+
+    done: bool
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+    def feed(self, data: bytes) -> list[Chunk]: ...
+
+    def close(self) -> list[Chunk]: ...
+
+
+class LineSplitter:
+    """Splits a byte stream into lines (NDJSON), skipping blank ones."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._tail:
+            data = self._tail + data
+        *lines, self._tail = data.split(b"\n")
+        return [line for line in lines if line.strip()]
+
+    def close(self) -> list[bytes]:
+        tail, self._tail = self._tail, b""
+        return [tail] if tail.strip() else []
+
+
+class SSESplitter:
+    """Splits an SSE byte stream into the payloads of its `data:` fields.
+
+    Comment lines (`: OPENROUTER PROCESSING`) and other fields are dropped; a
+    multi-line event's data lines are joined with newlines, as the SSE spec says.
+    """
+
+    __slots__ = ("_tail", "_data")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._data: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._tail:
+            data = self._tail + data
+        *lines, self._tail = data.split(b"\n")
+        payloads = []
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if self._data:
+                    payloads.append(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value[:1] == b" " else value)
+        return payloads
+
+    def close(self) -> list[bytes]:
+        """Payloads of an event the upstream left unterminated at EOF."""
+        return self.feed(b"\n\n") if self._tail or self._data else []

@@ -1,0 +1,65 @@
+"""Per-provider counters kept in process: requests, errors by kind, tokens, latency.
+
+Plain integers and floats updated in place — no locks (one event loop per
+process) and nothing allocated per request but the error-kind key.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+
+class ProviderStats:
+    """What one provider has done since start-up."""
+
+    __slots__ = ("requests", "statuses", "errors", "tokens_in", "tokens_out", "latency_s", "in_flight")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.latency_s = 0.0
+        self.in_flight = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "requests": self.requests,
+            "statuses": dict(self.statuses),
+            "errors": dict(self.errors),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "latency_ms_avg": round(1000 * self.latency_s / self.requests, 3) if self.requests else 0.0,
+            "in_flight": self.in_flight,
+        }
+
+
+class Telemetry:
+    """Counters for every configured provider, readable at any time."""
+
+    def __init__(self, providers: Iterable[str]) -> None:
+        self.providers = {name: ProviderStats() for name in providers}
+
+    def started(self, provider: str) -> ProviderStats:
+        stats = self.providers[provider]
+        stats.in_flight += 1
+        return stats
+
+    @staticmethod
+    def finished(
+        stats: ProviderStats, status: int, latency_s: float, tokens_in: int, tokens_out: int,
+        error: str | None = None,
+    ) -> None:
+        stats.in_flight -= 1
+        stats.requests += 1
+        stats.statuses[status] += 1
+        stats.latency_s += latency_s
+        stats.tokens_in += tokens_in
+        stats.tokens_out += tokens_out
+        if error is not None:
+            stats.errors[error] += 1
+
+    def snapshot(self) -> dict[str, dict]:
+        return {name: stats.as_dict() for name, stats in self.providers.items()}

@@ -1,0 +1,51 @@
+"""`ollama_chat`: OpenAI Chat Completions ⇄ Ollama `/api/chat`, NDJSON → OpenAI chunks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+
+from .ollama import (
+    OllamaStreamDecoder,
+    read_chat,
+    to_completion,
+    to_ollama_format,
+    to_ollama_messages,
+    to_ollama_options,
+    to_ollama_think,
+    to_ollama_tools,
+)
+
+if TYPE_CHECKING:
+    from ..config import ProviderConfig
+
+
+class OllamaChat:
+    name = "ollama_chat"
+    path = "/api/chat"
+    passthrough = False
+
+    def build(self, body: dict, model: str, provider: ProviderConfig, stream: bool) -> bytes:
+        # `stream` is always explicit: Ollama streams when it is omitted.
+        messages = to_ollama_messages(body.get("messages"))
+        upstream: dict = {"model": model, "messages": messages, "stream": bool(stream)}
+        options = to_ollama_options(body, provider)
+        if options:
+            upstream["options"] = options
+        fmt = to_ollama_format(body)
+        if fmt is not None:
+            upstream["format"] = fmt
+        think = to_ollama_think(body, provider)
+        if think is not None:
+            upstream["think"] = think
+        tools = to_ollama_tools(body)
+        if tools:
+            upstream["tools"] = tools
+        return orjson.dumps(upstream)
+
+    def completion(self, raw: bytes) -> dict:
+        return to_completion(raw, read_chat)
+
+    def decoder(self, include_usage: bool) -> OllamaStreamDecoder:
+        return OllamaStreamDecoder(include_usage, read_chat)

@@ -1,0 +1,90 @@
+"""The one place upstream HTTP clients are made: a pooled aiohttp session per provider.
+
+Sessions are opened with the lifespan (or on first use when the host server sends
+no lifespan events) and closed at shutdown. Everything per provider that does
+not change per request — URL, headers, timeouts, pool limits — is built here once.
+Transport exceptions become chatd errors in exactly one place: `transport_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Iterator
+
+import aiohttp
+from yarl import URL
+
+from . import __version__
+from .config import Config, ProviderConfig
+from .errors import UpstreamError, UpstreamTimeout
+from .transforms import TRANSFORMS
+
+
+def _headers(provider: ProviderConfig) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": f"chatd/{__version__}"}
+    if provider.api_key:
+        headers["Authorization"] = f"Bearer {provider.api_key}"
+    headers.update(provider.headers)
+    return headers
+
+
+class Upstreams:
+    """One aiohttp ClientSession per registered provider."""
+
+    def __init__(self, config: Config) -> None:
+        self._providers = {p.name: p for p in config.registered}
+        self._urls = {
+            name: URL(p.base_url + TRANSFORMS[p.transform].path) for name, p in self._providers.items()
+        }
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def open(self) -> None:
+        """Create the sessions; must run inside the serving event loop."""
+        for name, provider in self._providers.items():
+            if name not in self._sessions:
+                self._sessions[name] = self._session(provider)
+
+    @staticmethod
+    def _session(provider: ProviderConfig) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=provider.max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
+        )
+        # Only the connect deadline lives in aiohttp; first-byte, idle and total
+        # deadlines are the relay's, so they can tell the client which one passed.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.timeouts.connect)
+        return aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=_headers(provider), raise_for_status=False
+        )
+
+    async def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
+
+    async def post(self, provider: str, body: bytes) -> aiohttp.ClientResponse:
+        """Send a request; returns once the response head has arrived."""
+        session = self._sessions.get(provider)
+        if session is None:
+            self.open()
+            session = self._sessions[provider]
+        with transport_errors(provider):
+            return await session.post(self._urls[provider], data=body)
+
+
+@contextlib.contextmanager
+def transport_errors(provider: str) -> Iterator[None]:
+    """Translate aiohttp's exceptions into chatd's, never echoing headers (keys live there)."""
+    try:
+        yield
+    except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        raise UpstreamTimeout(f"{provider}: timed out connecting to the upstream") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError(f"{provider}: cannot connect to the upstream ({exc.os_error.strerror or 'refused'})") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise UpstreamError(f"{provider}: the upstream closed the connection") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamError(f"{provider}: the upstream response was cut off") from exc
+    except aiohttp.ClientResponseError as exc:
+        raise UpstreamError(f"{provider}: the upstream sent an invalid HTTP response") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"{provider}: upstream connection failed ({type(exc).__name__})") from exc

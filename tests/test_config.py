@@ -1,0 +1,124 @@
+"""lakehouse.toml loading: defaults, key resolution, and errors that name file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chat_middleware import ConfigError, load_config
+from chat_middleware.config import Timeouts, config_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lakehouse.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_file_starts_in_dev_mode_with_one_provider():
+    config = load_config(ROOT / "lakehouse.toml", environ={})
+    assert [p.name for p in config.registered] == ["ollama"]
+    assert set(config.providers) >= {"ollama", "ollama_cloud", "openrouter", "opencode", "kimi", "groq"}
+    assert config.models["smart"] == ("kimi/kimi-for-coding", "kimi-k2.6:cloud", "ollama/qwen3:8b")
+    assert config.routes["groq/"] == "groq"
+
+
+def test_seed_defaults_are_kept_as_provider_options(tmp_path):
+    config = load_config(write(tmp_path, ""), environ={})
+    cloud, local = config.providers["ollama_cloud"], config.providers["ollama"]
+    assert (cloud.transform, cloud.think, cloud.min_output_tokens, cloud.default_temperature) == (
+        "ollama_generate", False, 400, 0.3)
+    assert (local.transform, local.think, local.base_url) == ("ollama_chat", False, "http://127.0.0.1:11434")
+    assert config.providers["kimi"].base_url == "https://api.kimi.com/coding/v1"
+    assert local.timeouts == Timeouts(connect=5, first_byte=60, idle=30, total=180)
+
+
+def test_ollama_url_shorthand_and_timeout_overrides(tmp_path):
+    config = load_config(write(tmp_path, """
+[chatd]
+ollama_url = "http://10.1.2.3:11434/"
+timeout_s = 90
+idle_timeout_s = 7
+[chatd.providers.kimi]
+idle_timeout_s = 3
+"""), environ={})
+    assert config.providers["ollama"].base_url == "http://10.1.2.3:11434"
+    assert config.providers["ollama"].timeouts == Timeouts(connect=5, first_byte=60, idle=7, total=90)
+    assert config.providers["kimi"].timeouts.idle == 3
+
+
+def test_key_comes_from_env_var_first_then_env_file(tmp_path):
+    env_file = tmp_path / "cloud.env"
+    env_file.write_text("OLLAMA_CLOUD_KEY=from-file\n")
+    path = write(tmp_path, '[chatd.providers.ollama_cloud]\nenv_file = "cloud.env"\n')
+    from_file = load_config(path, environ={})
+    assert from_file.providers["ollama_cloud"].api_key == "from-file"
+    assert from_file.providers["ollama_cloud"].registered
+    from_env = load_config(path, environ={"OLLAMA_CLOUD_KEY": "from-env"})
+    assert from_env.providers["ollama_cloud"].api_key == "from-env"
+
+
+def test_key_never_shows_in_repr(tmp_path):
+    config = load_config(write(tmp_path, ""), environ={"KIMI_API_KEY": "sk-kimi-secret"})
+    assert "sk-kimi-secret" not in repr(config)
+    assert config.keys == ["sk-kimi-secret"]
+
+
+def test_new_openai_compatible_provider_is_config_only(tmp_path):
+    config = load_config(write(tmp_path, """
+[chatd.providers.vllm]
+transform = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+headers = { "X-Title" = "lakehouse" }
+[[chatd.routes]]
+prefix = "vllm/"
+provider = "vllm"
+"""), environ={})
+    vllm = config.providers["vllm"]
+    assert vllm.registered and vllm.headers == {"X-Title": "lakehouse"}
+    assert config.routes["vllm/"] == "vllm"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[chatd\n", "not valid TOML"),
+        ("[chatd]\nbogus = 1\n", "[chatd] bogus: unknown key"),
+        ("[chatd]\ntimeout_s = 'slow'\n", "[chatd] timeout_s: expected a number"),
+        ("[chatd]\ntimeout_s = -1\n", "[chatd] timeout_s: must not be negative"),
+        ("[chatd]\nmax_body_bytes = true\n", "[chatd] max_body_bytes: expected an integer"),
+        ("[chatd.providers.kimi]\nretries = 2\n", "[chatd.providers.kimi] retries: unknown key"),
+        ("[chatd.providers.x]\ntransform = 'grpc'\nbase_url = 'http://h'\n",
+         "[chatd.providers.x] transform: unknown transform 'grpc'"),
+        ("[chatd.providers.x]\nbase_url = 'http://h'\n", "[chatd.providers.x] transform: is required"),
+        ("[chatd.providers.kimi]\nheaders = { A = 1 }\n", "[chatd.providers.kimi] headers.A: expected a string"),
+        ("[[chatd.routes]]\nprefix = 'g/'\nprovider = 'groq'\n",
+         "[[chatd.routes]] #1 provider: 'groq' is not a configured provider"),
+        ("[[chatd.routes]]\nprefix = 'g'\nprovider = 'kimi'\n", "[[chatd.routes]] #1 prefix: must look like"),
+        ("[chatd]\ndefault_provider = 'nope'\n", "[chatd] default_provider: 'nope' is not a configured provider"),
+        ("[models]\nfast = 3\n", "[models] fast: expected a model id or a list"),
+        ("[models]\nfast = []\n", "[models] fast: expected a model id or a list"),
+    ],
+)
+def test_errors_name_the_file_and_the_key(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value).startswith(f"{path}: ")
+    assert expected in str(info.value)
+
+
+def test_other_top_level_tables_belong_to_the_host_gateway(tmp_path):
+    config = load_config(write(tmp_path, '[gateway]\nchatd_url = "http://x"\n[other]\na = 1\n'), environ={})
+    assert [p.name for p in config.registered] == ["ollama"]
+
+
+def test_path_comes_from_argument_then_env_then_default(tmp_path):
+    assert config_path("a.toml", {"LAKEHOUSE_CONFIG": "b.toml"}) == "a.toml"
+    assert config_path(None, {"LAKEHOUSE_CONFIG": "b.toml"}) == "b.toml"
+    assert config_path(None, {}) == "lakehouse.toml"
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(environ={"LAKEHOUSE_CONFIG": str(tmp_path / "missing.toml")})
