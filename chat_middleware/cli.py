@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
+        app = create_app(config)
     except ConfigError as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
-    app = create_app(config)
     names = ", ".join(p.name for p in config.registered)
     log.info("config %s: %d provider(s) registered: %s", config.path, len(config.registered), names)
     asyncio.run(_serve(app, args.bind or config.bind))

@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 from .errors import ConfigError
 from .providers import BUILTIN_PROVIDERS, DEFAULT_ROUTES
 from .transforms import TRANSFORMS
+from .transforms.ollama import THINK_LEVELS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,6 +135,7 @@ PROVIDER_KEYS = {
     **_TIMEOUT_KEYS,
 }
 ROUTE_KEYS = {"prefix": _STR, "provider": _STR}
+_POSITIVE = {*_TIMEOUT_KEYS, "max_body_bytes"}
 
 
 class _Reader:
@@ -161,6 +163,10 @@ class _Reader:
                 raise self.error(f"{where} {key}", f"expected {name}, got {_shown(value)}")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise self.error(f"{where} {key}", f"must not be negative, got {value}")
+            if key in _POSITIVE and value <= 0:
+                raise self.error(f"{where} {key}", f"must be greater than 0, got {value}")
+            if key == "think" and isinstance(value, str) and value not in THINK_LEVELS:
+                raise self.error(f"{where} {key}", f"expected true, false or one of {', '.join(THINK_LEVELS)}")
         return table
 
 

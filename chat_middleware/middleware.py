@@ -96,7 +96,9 @@ class ChatMiddleware:
             if handler is None:
                 allowed = [method for method, route in self._routes if route == path]
                 if allowed:
-                    raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {', '.join(allowed)}")
+                    error = MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {', '.join(allowed)}")
+                    await send_error(send, error, [(b"allow", ", ".join(allowed).encode())])
+                    return
                 raise NotFound(f"no such endpoint: {path}")
             await handler(scope, receive, send)
         except ClientGone:

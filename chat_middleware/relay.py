@@ -9,23 +9,26 @@ passes, cancels the work (see guard.py) and closes the upstream connection.
 from __future__ import annotations
 
 import asyncio
+import logging
 from time import perf_counter
 from typing import Protocol
 
 import aiohttp
 
 from .asgi import JSON, SSE_HEADERS, header_value, send_error
-from .config import Config, Timeouts
+from .config import Config, ProviderConfig, Timeouts
 from .errors import RequestError, UpstreamError, UpstreamTimeout, from_upstream_status, redact
 from .guard import DISCONNECT, Guard
 from .render import sse_error
 from .routing import Target
 from .shapes import count
 from .streams import Chunk, StreamDecoder
-from .telemetry import Telemetry
+from .telemetry import ProviderStats, Telemetry
 from .transforms import TRANSFORMS, Transform
 from .types import Headers, Receive, Send
 from .upstream import Upstreams, transport_errors
+
+log = logging.getLogger("chatd")
 
 CLIENT_GONE = 499
 _ONE_ATTEMPT = (b"x-chatd-attempts", b"1")
@@ -49,43 +52,55 @@ def timeout_error(provider: str, reason: str, timeouts: Timeouts) -> UpstreamTim
 
 
 class Exchange:
-    """The client side of one request: what has been sent, and what it cost."""
+    """The client side of one request: what has been sent, and what it cost.
 
-    __slots__ = ("send", "head", "started_at", "response_started", "finished", "status",
+    Telemetry is written just before the last byte goes out, so whoever has the
+    whole answer also sees it counted.
+    """
+
+    __slots__ = ("send", "head", "stats", "started_at", "response_started", "finished",
                  "tokens_in", "tokens_out")
 
-    def __init__(self, send: Send, head: Headers) -> None:
+    def __init__(self, send: Send, head: Headers, stats: ProviderStats) -> None:
         self.send = send
         self.head = head
+        self.stats = stats
         self.started_at = perf_counter()
         self.response_started = False
         self.finished = False
-        self.status = 200
         self.tokens_in = 0
         self.tokens_out = 0
 
     def latency_ms(self) -> float:
         return 1000 * (perf_counter() - self.started_at)
 
+    def record(self, status: int, error_kind: str | None = None) -> None:
+        if not self.finished:
+            self.finished = True
+            Telemetry.finished(self.stats, status, perf_counter() - self.started_at,
+                               self.tokens_in, self.tokens_out, error_kind)
+
     async def body(self, data: bytes, headers: Headers = SSE_HEADERS, more: bool = True) -> None:
         """Send part of the answer; the head goes with the first part that has bytes."""
         if not data and more:
             return
+        if not more:
+            self.record(200)
         if not self.response_started:
             self.response_started = True
             await self.send({"type": "http.response.start", "status": 200, "headers": [*headers, *self.head]})
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
-        self.finished = not more
 
     async def fail(self, error: RequestError) -> None:
         """Tell the client, in whatever form it can still receive."""
         if self.finished:
             return
-        self.finished = True
+        kind = error.kind if isinstance(error, UpstreamError) else "request"
         if self.response_started:
+            self.record(200, kind)
             await self.send({"type": "http.response.body", "body": sse_error(error), "more_body": False})
         else:
-            self.status = error.status
+            self.record(error.status, kind)
             await send_error(self.send, error, self.head)
 
 
@@ -114,11 +129,22 @@ class Relay:
             self._provider_headers[provider.name],
             (b"x-chatd-model", header_value(target.upstream_model)),
             _ONE_ATTEMPT,
-        ])
-        stats = self._telemetry.started(provider.name)
+        ], self._telemetry.started(provider.name))
+        try:
+            error = await self._call(provider, transform, payload, stream, include_usage, renderer, exchange,
+                                     receive)
+            if error is not None and not exchange.finished:
+                log.warning("%s %s: %d %s", provider.name, target.upstream_model, error.status, error.message)
+                await exchange.fail(error)
+        finally:
+            exchange.record(500, "internal")  # only when nothing above finished it
+
+    async def _call(
+        self, provider: ProviderConfig, transform: Transform, payload: bytes, stream: bool,
+        include_usage: bool, renderer: Renderer, exchange: Exchange, receive: Receive,
+    ) -> RequestError | None:
+        """The upstream call under the guard; returns the error the client must be told of."""
         guard = Guard(receive, provider.timeouts)
-        error: RequestError | None = None
-        error_kind: str | None = None
         guard.start()
         try:
             with transport_errors(provider.name):
@@ -133,7 +159,7 @@ class Relay:
                         decoder = transform.decoder(include_usage)
                         await self._stream(response, decoder, renderer, guard, exchange)
                     else:
-                        await self._complete(response, transform, renderer, exchange)
+                        await self._complete(response, transform, renderer, guard, exchange)
                 finally:
                     response.release()
         except asyncio.CancelledError:
@@ -141,27 +167,25 @@ class Relay:
             if reason is None:
                 raise
             if reason == DISCONNECT:
-                if not exchange.finished:
-                    exchange.status, error_kind = CLIENT_GONE, "client_gone"
-            else:
-                error = timeout_error(provider.name, reason, provider.timeouts)
+                exchange.record(CLIENT_GONE, "client_gone")
+                return None
+            return timeout_error(provider.name, reason, provider.timeouts)
         except RequestError as exc:
-            error = redact(exc, self._secrets)
+            return redact(exc, self._secrets)
         finally:
             guard.stop()
-        if error is not None and not exchange.finished:
-            error_kind = error.kind if isinstance(error, UpstreamError) else "request"
-            await exchange.fail(error)
-        self._telemetry.finished(
-            stats, exchange.status, perf_counter() - exchange.started_at,
-            exchange.tokens_in, exchange.tokens_out, error_kind,
-        )
+        return None
 
     @staticmethod
     async def _complete(
-        response: aiohttp.ClientResponse, transform: Transform, renderer: Renderer, exchange: Exchange
+        response: aiohttp.ClientResponse, transform: Transform, renderer: Renderer, guard: Guard,
+        exchange: Exchange,
     ) -> None:
-        raw = await response.read()
+        parts = []
+        while data := await response.content.readany():
+            guard.chunk()  # some upstreams send keep-alive whitespace while they think
+            parts.append(data)
+        raw = b"".join(parts)
         completion = transform.completion(raw)
         usage = completion.get("usage")
         if isinstance(usage, dict):
@@ -184,6 +208,8 @@ class Relay:
             chunks = decoder.feed(data)
             if chunks and not exchange.finished:
                 await exchange.body(renderer.chunks(chunks))
+            if decoder.failure is not None:
+                raise decoder.failure
             if decoder.done and not exchange.finished:
                 await _finish(decoder, renderer, exchange)
             # after the end, keep reading to EOF so the connection can be reused

@@ -40,20 +40,25 @@ class Chunk:
 
     @property
     def sse(self) -> bytes:
-        return b"data: " + self.payload + b"\n\n"
+        payload = self.payload
+        if b"\n" in payload:  # an upstream event of several data lines stays several
+            payload = payload.replace(b"\n", b"\ndata: ")
+        return b"data: " + payload + b"\n\n"
 
 
 class StreamDecoder(Protocol):
     """Turns an upstream body, piece by piece, into OpenAI chunks.
 
-    `feed` raises UpstreamStreamError on an in-band error; `close` raises it when
-    the upstream ended without its terminal marker (a silent truncation).
+    An in-band error stops decoding and is kept in `failure`, so the chunks
+    decoded before it in the same read still reach the client first; `close`
+    raises UpstreamStreamError when the upstream ended without its terminal
+    marker (a silent truncation).
     """
 
     done: bool
+    failure: Exception | None
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str | None
 
     def feed(self, data: bytes) -> list[Chunk]: ...
 

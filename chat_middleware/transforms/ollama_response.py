@@ -103,7 +103,7 @@ class OllamaStreamDecoder:
 
     __slots__ = (
         "_lines", "_read", "_include_usage", "_id", "_created", "_model", "_started", "_tools",
-        "done", "prompt_tokens", "completion_tokens", "finish_reason",
+        "done", "failure", "prompt_tokens", "completion_tokens", "finish_reason",
     )
 
     def __init__(self, include_usage: bool, read: Reader) -> None:
@@ -116,6 +116,7 @@ class OllamaStreamDecoder:
         self._started = False
         self._tools = 0
         self.done = False
+        self.failure: UpstreamStreamError | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finish_reason: str | None = None
@@ -123,13 +124,18 @@ class OllamaStreamDecoder:
     def feed(self, data: bytes) -> list[Chunk]:
         chunks: list[Chunk] = []
         for line in self._lines.feed(data):
-            if self.done:
+            if self.done or self.failure:
                 break  # nothing after the done line counts
-            self._line(line, chunks)
+            try:
+                self._line(line, chunks)
+            except UpstreamStreamError as exc:
+                self.failure = exc  # the chunks before it are still delivered
         return chunks
 
     def close(self) -> list[Chunk]:
         chunks: list[Chunk] = []
+        if self.failure:
+            raise self.failure
         for line in self._lines.close():
             if not self.done:
                 try:

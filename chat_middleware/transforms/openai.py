@@ -68,12 +68,13 @@ def in_band_error(body: dict) -> UpstreamError:
 class OpenAIStreamDecoder:
     """SSE from an OpenAI-compatible upstream → the same chunks, minus what chatd added."""
 
-    __slots__ = ("_sse", "_include_usage", "done", "prompt_tokens", "completion_tokens")
+    __slots__ = ("_sse", "_include_usage", "done", "failure", "prompt_tokens", "completion_tokens")
 
     def __init__(self, include_usage: bool) -> None:
         self._sse = SSESplitter()
         self._include_usage = include_usage
         self.done = False
+        self.failure: UpstreamError | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
@@ -82,6 +83,8 @@ class OpenAIStreamDecoder:
 
     def close(self) -> list[Chunk]:
         chunks = self._chunks(self._sse.close())
+        if self.failure:
+            raise self.failure
         if not self.done:
             raise UpstreamStreamError("upstream stream ended before [DONE]")
         return chunks
@@ -89,14 +92,18 @@ class OpenAIStreamDecoder:
     def _chunks(self, payloads: list[bytes]) -> list[Chunk]:
         chunks = []
         for payload in payloads:
-            if self.done:
+            if self.done or self.failure:
                 break  # OpenCode Zen may append a cost chunk after [DONE]
             if payload == b"[DONE]":
                 self.done = True
                 break
             chunk = Chunk(payload)
             if b'"error"' in payload or b'"finish_reason":"error"' in payload:
-                self._raise_on_error(chunk)
+                try:
+                    self._raise_on_error(chunk)
+                except UpstreamError as exc:
+                    self.failure = exc  # the chunks before it are still delivered
+                    break
             if b'"usage"' in payload and not any(n in payload for n in _NULL_USAGE):
                 if self._read_usage(chunk.data) and not self._include_usage:
                     continue

@@ -370,18 +370,24 @@ def test_empty_stream_still_opens_with_the_role():
     assert deltas(chunks) == [({"role": "assistant", "content": ""}, None), ({}, "stop")]
 
 
-def test_in_band_error_line_raises_after_earlier_chunks():
+def test_in_band_error_line_fails_after_earlier_chunks():
     decoder = OllamaGenerate().decoder(include_usage=False)
     assert len(decoder.feed(b'{"model":"llama3.2","response":"The","done":false}\n{"model":"llama3.2",')) == 1
-    decoder.feed(b'"response":" sky","done":false}\n')
-    with pytest.raises(UpstreamStreamError, match="an error was encountered while running the model"):
-        decoder.feed(b'{"error":"an error was encountered while running the model"}\n')
+    chunks = decoder.feed(b'"response":" sky","done":false}\n'
+                          b'{"error":"an error was encountered while running the model"}\n'
+                          b'{"model":"llama3.2","response":" later","done":false}\n')
+    assert [c.data["choices"][0]["delta"] for c in chunks] == [{"content": " sky"}]
+    assert isinstance(decoder.failure, UpstreamStreamError)
+    assert "an error was encountered while running the model" in decoder.failure.message
+    with pytest.raises(UpstreamStreamError):
+        decoder.close()
 
 
 @pytest.mark.parametrize("line", [b"<html>oops</html>\n", b"[1, 2]\n"])
-def test_garbage_line_raises(line):
-    with pytest.raises(UpstreamStreamError):
-        OllamaChat().decoder(include_usage=False).feed(line)
+def test_garbage_line_fails(line):
+    decoder = OllamaChat().decoder(include_usage=False)
+    assert decoder.feed(line) == []
+    assert isinstance(decoder.failure, UpstreamStreamError)
 
 
 def test_truncated_stream_raises_on_close():

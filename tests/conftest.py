@@ -1,0 +1,135 @@
+"""Fixtures: fake upstreams for all five providers, and chatd under hypercorn in front of them."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.fakes import FakeOllama, FakeOpenAI
+from tests.harness import ChatdServer, write_config
+
+KEYS = {
+    "OLLAMA_CLOUD_KEY": "oc-secret-cloud-0001",
+    "OPENROUTER_API_KEY": "sk-or-secret-0002",
+    "OPENCODE_API_KEY": "sk-zen-secret-0003",
+    "KIMI_API_KEY": "sk-kimi-secret-0004",
+    "GROQ_API_KEY": "gsk-secret-0005",
+}
+MODELS = ("qwen3:8b", "qwen3:4b", "llama3.2")
+
+
+@pytest.fixture(scope="session")
+def ollama() -> Iterator[FakeOllama]:
+    with FakeOllama(models=MODELS) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def ollama_cloud() -> Iterator[FakeOllama]:
+    with FakeOllama(models=("gpt-oss:120b", "kimi-k2.6"), api_key=KEYS["OLLAMA_CLOUD_KEY"]) as fake:
+        yield fake
+
+
+def _openai(flavor: str, key: str, models: tuple[str, ...]) -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key=key, base_path="/v1", models=models, flavor=flavor) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def openrouter() -> Iterator[FakeOpenAI]:
+    yield from _openai("openrouter", KEYS["OPENROUTER_API_KEY"], ("moonshotai/kimi-k2", "openai/gpt-4o-mini"))
+
+
+@pytest.fixture(scope="session")
+def opencode() -> Iterator[FakeOpenAI]:
+    yield from _openai("opencode", KEYS["OPENCODE_API_KEY"], ("big-pickle", "glm-5.1"))
+
+
+@pytest.fixture(scope="session")
+def kimi() -> Iterator[FakeOpenAI]:
+    yield from _openai("kimi", KEYS["KIMI_API_KEY"], ("kimi-for-coding",))
+
+
+@pytest.fixture(scope="session")
+def groq() -> Iterator[FakeOpenAI]:
+    yield from _openai("openai", KEYS["GROQ_API_KEY"], ("llama-3.3-70b",))
+
+
+def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, extra: str = "") -> str:
+    """A lakehouse.toml with every provider pointed at its loopback fake."""
+    return f"""
+[models]
+fast = "ollama/qwen3:4b"
+default = "qwen3:8b"
+smart = ["kimi/kimi-for-coding", "kimi-k2.6:cloud"]
+router = "openrouter/moonshotai/kimi-k2"
+
+[chatd]
+ollama_url = "{ollama.url}"
+{extra}
+
+[chatd.providers.ollama_cloud]
+base_url = "{ollama_cloud.url}"
+
+[chatd.providers.openrouter]
+base_url = "{openrouter.url}/v1"
+headers = {{ "X-Title" = "lakehouse" }}
+
+[chatd.providers.opencode]
+base_url = "{opencode.url}/v1"
+
+[chatd.providers.kimi]
+base_url = "{kimi.url}/v1"
+headers = {{ "User-Agent" = "KimiCLI/1.0" }}
+
+[chatd.providers.groq]
+transform = "openai"
+base_url = "{groq.url}/v1"
+key_env = "GROQ_API_KEY"
+
+[[chatd.routes]]
+prefix = "groq/"
+provider = "groq"
+"""
+
+
+@pytest.fixture(scope="session")
+def upstreams(ollama, ollama_cloud, openrouter, opencode, kimi, groq) -> dict:
+    return {"ollama": ollama, "ollama_cloud": ollama_cloud, "openrouter": openrouter,
+            "opencode": opencode, "kimi": kimi, "groq": groq}
+
+
+@pytest.fixture(scope="session")
+def gateway(upstreams, tmp_path_factory) -> Iterator[ChatdServer]:
+    """chatd with all providers registered; shared by tests that only read."""
+    config = write_config(tmp_path_factory.mktemp("gateway"), gateway_toml(**upstreams), KEYS)
+    with ChatdServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+def make_chatd(upstreams, tmp_path) -> Iterator[Callable[..., ChatdServer]]:
+    """A chatd of the test's own, e.g. with short timeouts: make_chatd(extra='idle_timeout_s = 0.2')."""
+    servers: list[ChatdServer] = []
+
+    def make(extra: str = "", environ: dict | None = None) -> ChatdServer:
+        config = write_config(tmp_path, gateway_toml(**upstreams, extra=extra),
+                              KEYS if environ is None else environ)
+        server = ChatdServer(config).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fakes(request) -> Iterator[None]:
+    """Each test starts with the fakes' default replies and an empty request log."""
+    yield
+    if "upstreams" in request.fixturenames or "gateway" in request.fixturenames:
+        for fake in request.getfixturevalue("upstreams").values():
+            fake.replies.clear()
+            fake.requests.clear()
