@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
+
+from chat_middleware.errors import UpstreamError, UpstreamTimeout
+from chat_middleware.upstream import transport_errors
 
 from tests.conftest import KEYS
 from tests.fakes import Reply
@@ -129,11 +134,27 @@ def test_connection_refused_is_502(make_chatd, tmp_path):
     assert "cannot connect" in error["message"]
 
 
-def test_upstream_that_sends_nothing_in_time_is_504(make_chatd, ollama):
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_that_sends_nothing_in_time_is_504(make_chatd, ollama, stream):
     chatd = make_chatd(extra="first_byte_timeout_s = 0.3")
     ollama.replies["qwen3:8b"] = Reply(hang=True)
-    error = assert_openai_error(post(chatd, json={"model": "qwen3:8b", "messages": HI}), 504)
-    assert "0.3s" in error["message"]
+    error = assert_openai_error(post(chatd, json={"model": "qwen3:8b", "messages": HI, "stream": stream}), 504)
+    assert "sent nothing within 0.3s" in error["message"]
+    assert ollama.wait_open_requests(0, timeout=5)
+
+
+@pytest.mark.parametrize("raised, expected", [
+    (aiohttp.ServerTimeoutError("connect"), UpstreamTimeout),
+    (aiohttp.ClientConnectorError(ConnectionKey("h", 1, False, False, None, None, None),
+                                  ConnectionRefusedError(111, "Connection refused")), UpstreamError),
+    (aiohttp.ServerDisconnectedError(), UpstreamError),
+    (aiohttp.ClientPayloadError("cut"), UpstreamError),
+])
+def test_transport_errors_are_translated_in_one_place(raised, expected):
+    with pytest.raises(expected) as info:
+        with transport_errors("kimi"):
+            raise raised
+    assert info.value.message.startswith("kimi")
 
 
 def test_unknown_paths_and_methods(gateway):

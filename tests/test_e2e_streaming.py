@@ -139,24 +139,70 @@ def test_client_disconnect_mid_stream_closes_the_upstream(gateway, upstreams, mo
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_client_disconnect_while_waiting_for_headers_closes_the_upstream(make_chatd, openrouter, stream):
+@pytest.mark.parametrize("model, fake, upstream_model", ROUTES)
+def test_client_disconnect_while_waiting_closes_the_upstream(
+    make_chatd, upstreams, model, fake, upstream_model, stream
+):
     chatd = make_chatd()
-    openrouter.replies["moonshotai/kimi-k2"] = Reply(hang=True)
+    upstream = upstreams[fake]
+    upstream.replies[upstream_model] = Reply(hang=True)
 
     async def leave_early() -> None:
         async with httpx.AsyncClient(timeout=10) as http:
             request = http.post(chatd.url + "/v1/chat/completions", json={
-                "model": "router", "messages": HI, "stream": stream})
+                "model": model, "messages": HI, "stream": stream})
             task = asyncio.ensure_future(request)
-            assert await asyncio.to_thread(openrouter.wait_open_requests, 1, 5)
+            assert await asyncio.to_thread(upstream.wait_open_requests, 1, 5)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
 
     asyncio.run(leave_early())
-    assert openrouter.wait_open_requests(0, timeout=5)
-    stats = chatd.app.telemetry.snapshot()["openrouter"]
-    assert stats["statuses"] == {499: 1}
+    assert upstream.wait_open_requests(0, timeout=5)
+    stats = chatd.app.telemetry.snapshot()[fake]
+    assert stats["statuses"] == {499: 1} and stats["in_flight"] == 0
+
+
+def test_total_deadline_ends_a_stream_that_keeps_trickling(make_chatd, ollama):
+    chatd = make_chatd(extra="timeout_s = 0.5\nidle_timeout_s = 5")
+    ollama.replies["qwen3:8b"] = Reply(text=" ".join(["tick"] * 50), delay_chunks=0.05)
+    with httpx.stream("POST", chatd.url + "/v1/chat/completions", timeout=10,
+                      json={"model": "qwen3:8b", "messages": HI, "stream": True}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert 1 < len(lines) < 50
+    assert "did not finish within 0.5s" in orjson.loads(lines[-1][6:])["error"]["message"]
+    assert ollama.wait_open_streams(0, timeout=5)
+
+
+@pytest.mark.parametrize("model, fake, upstream_model", ROUTES)
+def test_native_stream_for_every_transform(gateway, upstreams, model, fake, upstream_model):
+    upstreams[fake].replies[upstream_model] = Reply(text="red green blue", prompt_tokens=7, completion_tokens=3)
+    with httpx.stream("POST", gateway.url + "/v1/chat", json={"model": model, "messages": HI, "stream": True},
+                      timeout=10) as response:
+        events = [orjson.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert "".join(e["delta"] for e in events[:-1]) == "red green blue"
+    assert {k: events[-1][k] for k in ("provider", "model", "input_tokens", "output_tokens", "finish_reason")} == {
+        "provider": fake, "model": upstream_model, "input_tokens": 7, "output_tokens": 3, "finish_reason": "stop"}
+
+
+def test_sdk_tool_call_round_trip_through_ollama(gateway, ollama):
+    ollama.replies["qwen3:8b"] = Reply(text="", tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    sdk = client(gateway)
+    messages = [{"role": "user", "content": "Weather in Oslo?"}]
+    completion = sdk.chat.completions.create(model="qwen3:8b", messages=messages)
+    call = completion.choices[0].message.tool_calls[0]
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, orjson.loads(call.function.arguments)) == ("get_weather", {"city": "Oslo"})
+    ollama.replies["qwen3:8b"] = Reply(text="It is sunny.")
+    messages += [completion.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    answer = sdk.chat.completions.create(model="qwen3:8b", messages=messages,
+                                         response_format={"type": "json_object"}, max_completion_tokens=20)
+    assert answer.choices[0].message.content.startswith("{")
+    sent = ollama.requests[-1].json
+    assert sent["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}
+    assert sent["messages"][2]["tool_name"] == "get_weather"
+    assert sent["format"] == "json" and sent["options"]["num_predict"] == 20
 
 
 def test_first_chunk_arrives_before_the_upstream_finishes(gateway, openrouter):

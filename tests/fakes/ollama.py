@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .script import FINAL, OUTPUT, FakeUpstream, Frame, Reply, count_words, json_document, json_response, split_words
+from .script import (FINAL, OUTPUT, FakeUpstream, Frame, Reply, count_words, json_document, json_response,
+                     pick, split_words)
 from .server import serve_until_signalled
 
 DEFAULT_MODELS = ("qwen3:8b", "llama3.2", "gpt-oss:120b")
@@ -38,7 +39,8 @@ def metrics(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 def prompt_text(req: dict[str, Any]) -> str:
     if "messages" in req:
-        return " ".join(m.get("content") or "" for m in req.get("messages") or [] if isinstance(m, dict))
+        messages = req["messages"] if isinstance(req["messages"], list) else []
+        return " ".join(m["content"] for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str))
     return f"{req.get('system') or ''} {req.get('prompt') or ''}"
 
 
@@ -114,8 +116,8 @@ class FakeOllama(FakeUpstream):
             final["done_reason"] = reply.reason
         if generate:
             final["context"] = list(range(1, 9))
-        final |= metrics(_pick(reply.prompt_tokens, count_words(prompt_text(req))),
-                         _pick(reply.completion_tokens, completion))
+        final |= metrics(pick(reply.prompt_tokens, count_words(prompt_text(req))),
+                         pick(reply.completion_tokens, completion))
         if req.get("stream", True) is False:
             if reply.drop_after is not None:
                 return self.drop(request)
@@ -202,10 +204,6 @@ class FakeOllama(FakeUpstream):
                 "size": 4_000_000_000 + index, "digest": hashlib.sha256(name.encode()).hexdigest(),
                 "details": {"parent_model": "", "format": "gguf", "family": family, "families": [family],
                             "parameter_size": size, "quantization_level": "Q4_K_M"}}
-
-
-def _pick(scripted: int | None, derived: int) -> int:
-    return derived if scripted is None else scripted
 
 
 def _default_error(status: int, model: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .script import FINAL, META, OUTPUT, FakeUpstream, Frame, Reply, count_words, json_document, json_response, split_words
+from .script import (FINAL, META, OUTPUT, FakeUpstream, Frame, Reply, count_words, json_document, json_response,
+                     pick, split_words)
 from .server import serve_until_signalled
 
 FLAVORS = ("openai", "openrouter", "opencode", "kimi")
@@ -126,8 +126,9 @@ class FakeOpenAI(FakeUpstream):
                               code="model_not_found")
         await self.before_headers(request, reply)
         if reply.status:
+            code = "rate_limit_exceeded" if reply.status == 429 else None
             return self.error(reply.status, reply.error or MESSAGES.get(reply.status, SERVER_ERROR),
-                              headers=reply.error_headers(), code="rate_limit_exceeded" if reply.status == 429 else None)
+                              headers=reply.error_headers(), code=code)
         answer = self._answer(req, reply)
         headers = {"x-request-id": f"req_{answer.id}"} | dict(reply.headers)
         if self.flavor == "openrouter":
@@ -147,8 +148,7 @@ class FakeOpenAI(FakeUpstream):
 
     # building the answer ----------------------------------------------------
 
-    @staticmethod
-    def _parse(body: bytes) -> tuple[dict[str, Any], tuple[str, str | None] | None]:
+    def _parse(self, body: bytes) -> tuple[dict[str, Any], tuple[str, str | None] | None]:
         try:
             req = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -159,11 +159,13 @@ class FakeOpenAI(FakeUpstream):
             return req, ("you must provide a model parameter", "model")
         if not isinstance(req.get("messages"), list):
             return req, ("Missing required parameter: 'messages'.", "messages")
+        if self.flavor == "openai" and req.get("stream_options") is not None and req.get("stream") is not True:
+            return req, ("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
         return req, None
 
     def _answer(self, req: dict[str, Any], reply: Reply) -> Answer:
         number = next(self._ids)
-        fmt = req.get("response_format") or {}
+        fmt = req.get("response_format") if isinstance(req.get("response_format"), dict) else {}
         content = reply.text
         if fmt.get("type") == "json_object":
             content = json_document(reply.text)
@@ -173,9 +175,9 @@ class FakeOpenAI(FakeUpstream):
         calls = tuple((f"call_{number}_{i}", c["name"], orjson.dumps(c.get("arguments") or {}).decode())
                       for i, c in enumerate(reply.tool_calls))
         finish = "tool_calls" if calls and reply.reason == "stop" else (reply.reason or None)
-        prompt = _pick(reply.prompt_tokens, count_words(_prompt_text(req.get("messages") or [])))
-        completion = _pick(reply.completion_tokens, count_words(content) + count_words(thinking)
-                           + sum(count_words(f"{name} {args}") for _, name, args in calls))
+        prompt = pick(reply.prompt_tokens, count_words(_prompt_text(req.get("messages") or [])))
+        completion = pick(reply.completion_tokens, count_words(content) + count_words(thinking)
+                          + sum(count_words(f"{name} {args}") for _, name, args in calls))
         usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                                  "total_tokens": prompt + completion,
                                  "prompt_tokens_details": {"cached_tokens": 0},
@@ -184,7 +186,8 @@ class FakeOpenAI(FakeUpstream):
             usage["cached_tokens"] = 0
         if self.flavor == "openrouter":
             usage["cost"] = float(reply.cost)
-        include = self.flavor == "opencode" or (req.get("stream_options") or {}).get("include_usage") is True
+        options = req.get("stream_options") if isinstance(req.get("stream_options"), dict) else {}
+        include = self.flavor == "opencode" or options.get("include_usage") is True
         prefix = "gen" if self.flavor == "openrouter" else "chatcmpl"
         return Answer(f"{prefix}-fake{number}", CREATED + number, req["model"], content, thinking, calls,
                       finish, usage, include)
@@ -283,10 +286,6 @@ class FakeOpenAI(FakeUpstream):
 
 def _sse(body: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(body) + b"\n\n"
-
-
-def _pick(scripted: int | None, derived: int) -> int:
-    return derived if scripted is None else scripted
 
 
 def _prompt_text(messages: list[Any]) -> str:

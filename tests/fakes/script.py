@@ -59,8 +59,8 @@ class Reply:
         if self.status and not 400 <= self.status <= 599:
             raise ValueError(f"Reply.status must be 0 or an HTTP error status, got {self.status}")
         for call in self.tool_calls:
-            if not isinstance(call.get("name"), str):
-                raise ValueError(f"tool call without a name: {call!r}")
+            if not isinstance(call.get("name"), str) or not isinstance(call.get("arguments", {}), Mapping):
+                raise ValueError(f"a tool call needs a name and an arguments dict: {call!r}")
 
     @property
     def reason(self) -> str:
@@ -106,6 +106,11 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+def pick(scripted: int | None, derived: int) -> int:
+    """A scripted token count wins over the one derived from word counts."""
+    return derived if scripted is None else scripted
+
+
 def json_document(text: str, schema: Any = None) -> str:
     """What a model constrained by a JSON format would return: `{"answer": text}` or the schema's properties."""
     props = schema.get("properties") if isinstance(schema, Mapping) else None
@@ -136,7 +141,7 @@ class FakeUpstream:
         self.open_requests = 0
         self._cond = threading.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.app = web.Application(middlewares=[self._record])
+        self.app = web.Application(middlewares=[self._record], client_max_size=64 * 1024 * 1024)
         self.app.on_shutdown.append(self._cancel_handlers)
         self.add_routes(self.app.router)
         self.server = BackgroundServer(self.app, host=host, port=port)

@@ -70,7 +70,8 @@ def test_background_server_binds_port_zero_and_joins_its_thread() -> None:
 
 
 def test_ollama_streams_ndjson_when_stream_is_omitted(fake_ollama: FakeOllama) -> None:
-    r = httpx.post(fake_ollama.url + "/api/chat", json={"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]})
+    body = {"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(fake_ollama.url + "/api/chat", json=body)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
     lines = [orjson.loads(line) for line in r.text.splitlines()]
     assert len(lines) > 2 and all(not x["done"] for x in lines[:-1])
@@ -173,7 +174,7 @@ def test_openai_stream_include_usage_and_tool_deltas() -> None:
         assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
         assert all(c["usage"] is None for c in chunks[:-2])
         assert chunks[-2]["choices"] == [] and chunks[-2]["usage"]["total_tokens"] > 0
-        assert chunks[-3]["choices"][0] | {} == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
+        assert chunks[-3]["choices"] == [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}]
         calls = [d for c in chunks[1:-3] for d in c["choices"][0]["delta"].get("tool_calls", [])]
         assert calls[0]["id"] and calls[0]["function"] == {"name": "f", "arguments": ""}
         assert "".join(d["function"]["arguments"] for d in calls[1:]) == '{"city":"Tokyo"}'
@@ -220,7 +221,8 @@ def test_kimi_reasoning_content_and_usage_in_choice() -> None:
 def test_401_does_not_echo_any_key() -> None:
     with oai() as fake:
         for headers in ({}, {"Authorization": "Bearer sk-wrong-key-456"}):
-            r = httpx.post(f"{fake.base_url}/chat/completions", json={"model": "gpt-4.1", "messages": []}, headers=headers)
+            body = {"model": "gpt-4.1", "messages": []}
+            r = httpx.post(f"{fake.base_url}/chat/completions", json=body, headers=headers)
             assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
             assert KEY not in r.text and "sk-wrong" not in r.text
 
