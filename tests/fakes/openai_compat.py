@@ -148,7 +148,8 @@ class FakeOpenAI(FakeUpstream):
 
     # building the answer ----------------------------------------------------
 
-    def _parse(self, body: bytes) -> tuple[dict[str, Any], tuple[str, str | None] | None]:
+    @staticmethod
+    def _parse(body: bytes) -> tuple[dict[str, Any], tuple[str, str | None] | None]:
         try:
             req = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -159,8 +160,6 @@ class FakeOpenAI(FakeUpstream):
             return req, ("you must provide a model parameter", "model")
         if not isinstance(req.get("messages"), list):
             return req, ("Missing required parameter: 'messages'.", "messages")
-        if self.flavor == "openai" and req.get("stream_options") is not None and req.get("stream") is not True:
-            return req, ("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
         return req, None
 
     def _answer(self, req: dict[str, Any], reply: Reply) -> Answer:
