@@ -6,8 +6,8 @@ operator with an editor open on that file:
     >>> load_config("lakehouse.toml")
     ConfigError: lakehouse.toml: [chatd.providers.kimi] timeout_s: expected a number, got 'slow'
 
-Only [models] and [chatd] belong to chatd; other top-level tables (such as
-[gateway]) belong to the host gateway and are left alone.
+Only [models], [chatd] and [gateway] chatd_url belong to chatd; other tables
+and keys belong to the host gateway and are left alone.
 """
 
 from __future__ import annotations
@@ -53,6 +53,23 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Resilience:
+    """How hard chatd tries one provider before giving up on it.
+
+    Resilience(retries=2, backoff=0.25, backoff_max=4, retry_after_max=10,
+               cooldown_failures=5, cooldown=30, max_in_flight=0)
+    """
+
+    retries: int = 2
+    backoff: float = 0.25 * SECONDS
+    backoff_max: float = 4 * SECONDS
+    retry_after_max: float = 10 * SECONDS
+    cooldown_failures: int = 5
+    cooldown: float = 30 * SECONDS
+    max_in_flight: int = 0
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """One upstream: where it is, how to talk to it, and the key that unlocks it."""
 
@@ -63,6 +80,7 @@ class ProviderConfig:
     env_file: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
+    resilience: Resilience = Resilience()
     max_connections: int = 256
     think: bool | str | None = None
     min_output_tokens: int = 0
@@ -87,6 +105,9 @@ class Config:
     default_provider: str = "ollama"
     bind: str = "127.0.0.1:3220"
     max_body_bytes: int = 10 * MIB
+    api_keys_env: str = ""
+    client_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    chatd_url: str = ""
 
     @property
     def registered(self) -> list[ProviderConfig]:
@@ -95,7 +116,7 @@ class Config:
     @property
     def keys(self) -> list[str]:
         """Every configured secret, so that output can be checked against them."""
-        return [p.api_key for p in self.providers.values() if p.api_key]
+        return [p.api_key for p in self.providers.values() if p.api_key] + sorted(self.client_keys)
 
 
 # ----- schema: key → (accepted types, what the error calls it)
@@ -113,6 +134,16 @@ _TIMEOUT_KEYS = {
     "idle_timeout_s": _NUMBER,
     "max_connections": _INT,
 }
+_RESILIENCE_KEYS = {  # key → Resilience field; [chatd] sets the default, a provider block overrides
+    "retries": "retries",
+    "retry_backoff_s": "backoff",
+    "retry_backoff_max_s": "backoff_max",
+    "retry_after_max_s": "retry_after_max",
+    "cooldown_failures": "cooldown_failures",
+    "cooldown_s": "cooldown",
+    "max_in_flight": "max_in_flight",
+}
+_RESILIENCE_TYPES = {"retries": _INT, "cooldown_failures": _INT, "max_in_flight": _INT}
 CHATD_KEYS = {
     "bind": _STR,
     "ollama_url": _STR,
@@ -120,7 +151,9 @@ CHATD_KEYS = {
     "max_body_bytes": _INT,
     "providers": _TABLE,
     "routes": ((list,), "an array of tables"),
+    "api_keys_env": _STR,
     **_TIMEOUT_KEYS,
+    **{key: _RESILIENCE_TYPES.get(key, _NUMBER) for key in _RESILIENCE_KEYS},
 }
 PROVIDER_KEYS = {
     "transform": _STR,
@@ -133,9 +166,11 @@ PROVIDER_KEYS = {
     "default_temperature": _NUMBER,
     "keep_cloud_suffix": _BOOL,
     **_TIMEOUT_KEYS,
+    **{key: _RESILIENCE_TYPES.get(key, _NUMBER) for key in _RESILIENCE_KEYS},
 }
+GATEWAY_KEYS = {"chatd_url": _STR}
 ROUTE_KEYS = {"prefix": _STR, "provider": _STR}
-_POSITIVE = {*_TIMEOUT_KEYS, "max_body_bytes"}
+_POSITIVE = {*_TIMEOUT_KEYS, "max_body_bytes", "cooldown_failures"}
 
 
 class _Reader:
@@ -184,8 +219,27 @@ def _timeouts(table: dict, base: Timeouts) -> Timeouts:
     )
 
 
+def _resilience(table: dict, base: Resilience) -> Resilience:
+    return Resilience(**{
+        name: table.get(key, getattr(base, name)) for key, name in _RESILIENCE_KEYS.items()
+    })
+
+
+def _warn_if_readable(name: str, env_file: str) -> None:
+    """An env_file holds a secret: say so when users other than its owner can read it."""
+    try:
+        mode = os.stat(env_file).st_mode
+    except OSError:
+        return
+    if mode & 0o044:
+        log.warning("provider %r: env_file %s is readable by %s (mode %03o); run: chmod 600 %s",
+                    name, env_file, "others" if mode & 0o004 else "its group", mode & 0o777, env_file)
+
+
 def _api_key(name: str, key_env: str, env_file: str, environ: Mapping[str, str]) -> str | None:
     """The env var first, then the same name in the provider's env_file."""
+    if env_file:
+        _warn_if_readable(name, env_file)
     if not key_env:
         return None
     if environ.get(key_env):
@@ -223,6 +277,7 @@ def _provider(
         env_file=env_file,
         headers=MappingProxyType(dict(values.get("headers", {}))),
         timeouts=_timeouts(values, _timeouts(chatd, Timeouts())),
+        resilience=_resilience(values, _resilience(chatd, Resilience())),
         max_connections=values.get("max_connections", chatd.get("max_connections", 256)),
         think=values.get("think"),
         min_output_tokens=values.get("min_output_tokens", 0),
@@ -274,6 +329,17 @@ def parse_config(
             raise reader.error(f"[models] {tier}", f"expected a model id or a list of them, got {_shown(value)}")
         models[tier] = tuple(chain)
 
+    api_keys_env = chatd.get("api_keys_env", "")
+    client_keys = frozenset(k.strip() for k in environ.get(api_keys_env, "").split(",") if k.strip()) \
+        if api_keys_env else frozenset()
+    if api_keys_env and not client_keys:
+        raise reader.error("[chatd] api_keys_env", f"names {api_keys_env}, which is unset or empty")
+
+    gateway = data.get("gateway", {})
+    chatd_url = gateway.get("chatd_url", "") if isinstance(gateway, dict) else ""
+    if not isinstance(chatd_url, str):
+        raise reader.error("[gateway] chatd_url", f"expected a string, got {_shown(chatd_url)}")
+
     return Config(
         path=path,
         models=MappingProxyType(models),
@@ -282,6 +348,9 @@ def parse_config(
         default_provider=default_provider,
         bind=chatd.get("bind", "127.0.0.1:3220"),
         max_body_bytes=chatd.get("max_body_bytes", 10 * MIB),
+        api_keys_env=api_keys_env,
+        client_keys=client_keys,
+        chatd_url=chatd_url.rstrip("/"),
     )
 
 

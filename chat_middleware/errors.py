@@ -11,6 +11,7 @@
         └── UpstreamError           502: the provider failed us
             ├── UpstreamRejected    400/422: the provider says the request is invalid
             ├── UpstreamRateLimited 429: passed on with Retry-After
+            │   └── ProviderBusy    429: chatd's own max_in_flight for the provider is reached
             ├── UpstreamAuth        502: the provider refused chatd's credentials
             ├── UpstreamTimeout     504: connect, first byte, idle or total deadline
             └── UpstreamStreamError 502: failure inside a stream the provider began
@@ -100,6 +101,10 @@ class UpstreamError(RequestError):
     type = "upstream_error"
     code = "upstream_error"
     kind = "upstream"
+    retriable = False
+    """Worth asking the same provider again: connection errors, 429, 502/503/504."""
+    fallback = True
+    """Worth asking the next entry of a fallback chain."""
 
 
 class UpstreamRejected(UpstreamError):
@@ -109,6 +114,7 @@ class UpstreamRejected(UpstreamError):
     type = "invalid_request_error"
     code = "upstream_rejected"
     kind = "rejected"
+    fallback = False  # the request itself is wrong; another provider would say so too
 
 
 class UpstreamRateLimited(UpstreamError):
@@ -127,6 +133,13 @@ class UpstreamRateLimited(UpstreamError):
         if not self.retry_after:
             return []
         return [(b"retry-after", self.retry_after.encode("latin-1", "replace"))]
+
+
+class ProviderBusy(UpstreamRateLimited):
+    """chatd's own limit of requests in flight to one provider is reached: never an unbounded queue."""
+
+    code = "provider_busy"
+    kind = "busy"
 
 
 class UpstreamAuth(UpstreamError):
@@ -171,15 +184,19 @@ def from_upstream_status(
 ) -> UpstreamError:
     """Map a provider's error status and body onto the error the client sees (DESIGN §4)."""
     message = upstream_error_message(raw)
+    error: UpstreamError
     if status == 429:
-        return UpstreamRateLimited(f"{provider}: {message}", retry_after=retry_after)
-    if status in (400, 422):
-        return UpstreamRejected(f"{provider}: {message}", status=status)
-    if status in (401, 403):
-        return UpstreamAuth(f"{provider} refused chatd's credentials (HTTP {status})")
-    if status == 408:
-        return UpstreamTimeout(f"{provider} timed out (HTTP 408)")
-    return UpstreamError(f"{provider} answered HTTP {status}: {message}")
+        error = UpstreamRateLimited(f"{provider}: {message}", retry_after=retry_after)
+    elif status in (400, 422):
+        error = UpstreamRejected(f"{provider}: {message}", status=status)
+    elif status in (401, 403):
+        error = UpstreamAuth(f"{provider} refused chatd's credentials (HTTP {status})")
+    elif status == 408:
+        error = UpstreamTimeout(f"{provider} timed out (HTTP 408)")
+    else:
+        error = UpstreamError(f"{provider} answered HTTP {status}: {message}")
+    error.retriable = status in (429, 502, 503, 504)
+    return error
 
 
 def redact(error: RequestError, secrets: list[str]) -> RequestError:

@@ -7,9 +7,10 @@ which closes the upstream at once. Deadlines use the same cancellation, with one
 timer re-armed per chunk: the nearest of the total deadline and the next
 first-byte or idle deadline.
 
-    guard = Guard(receive, timeouts)
+    guard = Guard(receive)
     guard.start()
     try:
+        guard.arm(timeouts)       # per upstream attempt
         ...                       # upstream work; guard.chunk() after each read
     except asyncio.CancelledError:
         reason = guard.claim()    # "disconnect", "first_byte", "idle" or "total"
@@ -30,23 +31,26 @@ DISCONNECT = "disconnect"
 
 
 class Guard:
-    __slots__ = ("_receive", "_timeouts", "_loop", "_task", "_watcher", "_timer", "_total_at", "_next",
-                 "reason")
+    __slots__ = ("_receive", "_timeouts", "_loop", "_task", "_watcher", "_timer", "_total_at", "reason")
 
-    def __init__(self, receive: Receive, timeouts: Timeouts) -> None:
+    def __init__(self, receive: Receive) -> None:
         self._receive = receive
-        self._timeouts = timeouts
         self._watcher: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.reason: str | None = None
 
     def start(self) -> None:
-        """Begin watching; call after the request body has been read."""
+        """Begin watching for the client leaving; call after the request body has been read."""
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._watcher = self._loop.create_task(self._watch())
-        self._total_at = self._loop.time() + self._timeouts.total
-        self._arm(self._timeouts.first_byte, "first_byte")
+
+    def arm(self, timeouts: Timeouts) -> None:
+        """Deadlines for one upstream attempt: first byte and total, from now."""
+        self.disarm()
+        self._timeouts = timeouts
+        self._total_at = self._loop.time() + timeouts.total
+        self._arm(timeouts.first_byte, "first_byte")
 
     def chunk(self) -> None:
         """An upstream chunk arrived: the idle deadline starts again."""
@@ -54,23 +58,34 @@ class Guard:
             self._timer.cancel()
         self._arm(self._timeouts.idle, "idle")
 
-    def stop(self) -> None:
-        """Stop watching. Synchronous, so no cancel can land after it."""
+    def disarm(self) -> None:
+        """No deadline until the next arm(); the client is still watched."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def stop(self) -> None:
+        """Stop watching. Synchronous, so no cancel can land after it."""
+        self.disarm()
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
 
     def claim(self) -> str | None:
-        """Inside `except CancelledError`: why the guard cancelled the work, or None."""
-        if self.reason is None:
+        """Inside `except CancelledError`: why the guard cancelled the work, or None.
+
+        A deadline is claimed once (the next attempt may arm new ones); a
+        disconnect stays, since the client does not come back.
+        """
+        reason = self.reason
+        if reason is None:
             return None
         uncancel = getattr(self._task, "uncancel", None)
         if uncancel is not None:
             uncancel()
-        return self.reason
+        if reason != DISCONNECT:
+            self.reason = None
+        return reason
 
     def _arm(self, seconds: float, reason: str) -> None:
         at = self._loop.time() + seconds

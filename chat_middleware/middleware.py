@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from time import monotonic
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs
 
@@ -117,25 +118,29 @@ class ChatMiddleware:
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         """OpenAI Chat Completions, stream and non-stream, for every provider."""
         body = parse_json_object(await read_body(receive, self.config.max_body_bytes))
-        target = self.router.resolve(body.get("model")).served()
+        resolution = self.router.resolve(body.get("model"))
+        resolution.served()
         check_completion(body)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        await self.relay.run(body, target, _OPENAI, include_usage, receive, send)
+        await self.relay.run(body, resolution.chain, _OPENAI, include_usage, receive, send)
 
     async def native_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         """chatd's native shape (DESIGN §3)."""
         body = parse_json_object(await read_body(receive, self.config.max_body_bytes))
-        target = self.router.resolve(body.get("model")).served()
+        resolution = self.router.resolve(body.get("model"))
+        resolution.served()
         request = native_to_openai(body)
-        renderer = NativeRenderer(target.provider, target.upstream_model)
-        await self.relay.run(request, target, renderer, False, receive, send)
+        await self.relay.run(request, resolution.chain, NativeRenderer(), False, receive, send)
 
     async def providers(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, {"providers": [
-            {"name": p.name, "transform": p.transform, "base_url": p.base_url, "available": True}
-            for p in self.config.registered
-        ]})
+        now = monotonic()
+        listed = []
+        for p in self.config.registered:
+            cooldown = max(0.0, self.telemetry.providers[p.name].cooldown_until - now)
+            listed.append({"name": p.name, "transform": p.transform, "base_url": p.base_url,
+                           "available": cooldown == 0, "cooldown_s": round(cooldown, 1)})
+        await send_json(send, {"providers": listed})
 
     async def resolve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dry run: where a model would go, with the same 400/404 as a real call."""
@@ -159,7 +164,7 @@ class ChatMiddleware:
         entries = {tier: "chatd" for tier in self.config.models}
         for chain in self.config.models.values():
             for model in chain:
-                entries.setdefault(model, self.router.resolve(model).target.provider)
+                entries.setdefault(model, self.router.resolve(model).chain[0].provider)
         return orjson.dumps({"object": "list", "data": [
             {"id": model, "object": "model", "created": created, "owned_by": owner}
             for model, owner in entries.items()

@@ -1,45 +1,56 @@
-"""One chat request → one upstream call → the client, streamed as it arrives.
+"""One chat request → the first provider of its chain that answers → the client.
 
-The response head is held until the first chunk a client would see, so a
-failure before it is still an honest HTTP status; after it, a failure is an SSE
-error event that ends the stream. A client that leaves, or a deadline that
-passes, cancels the work (see guard.py) and closes the upstream connection.
+For each entry of a resolution's chain, chatd asks the provider (again, after a
+backoff, on connection errors, 429 and 502/503/504), then falls back to the next
+entry on any upstream failure but a rejected request — for as long as no content
+has reached the client (see exchange.py). A client that leaves, or a deadline
+that passes, cancels the work (see guard.py) and closes the upstream connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from time import perf_counter
+from time import monotonic
 from typing import Protocol
 
 import aiohttp
+import orjson
 
-from .asgi import JSON, SSE_HEADERS, header_value, send_error
+from .asgi import JSON, header_value
 from .config import Config, ProviderConfig, Timeouts
-from .errors import RequestError, UpstreamError, UpstreamTimeout, from_upstream_status, redact
+from .errors import (
+    ProviderBusy, ProviderNotRegistered, RequestError, UpstreamError, UpstreamTimeout, from_upstream_status,
+    redact,
+)
+from .exchange import Attempt, Exchange
 from .guard import DISCONNECT, Guard
-from .render import sse_error
+from .resilience import cooling, note_failure, note_success, retry_delay
 from .routing import Target
 from .shapes import count
 from .streams import Chunk, StreamDecoder
-from .telemetry import ProviderStats, Telemetry
+from .telemetry import Telemetry
 from .transforms import TRANSFORMS, Transform
-from .types import Headers, Receive, Send
+from .types import Receive, Send
 from .upstream import Upstreams, transport_errors
 
 log = logging.getLogger("chatd")
 
 CLIENT_GONE = 499
-_ONE_ATTEMPT = (b"x-chatd-attempts", b"1")
 
 
 class Renderer(Protocol):
+    def serving(self, target: Target) -> None: ...
+
     def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes: ...
 
     def chunks(self, chunks: list[Chunk]) -> bytes: ...
 
     def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes: ...
+
+
+class ClientLeft(Exception):
+    """The client disconnected; nobody is left to answer."""
 
 
 def timeout_error(provider: str, reason: str, timeouts: Timeouts) -> UpstreamTimeout:
@@ -51,57 +62,18 @@ def timeout_error(provider: str, reason: str, timeouts: Timeouts) -> UpstreamTim
     return UpstreamTimeout(f"{provider} {what}")
 
 
-class Exchange:
-    """The client side of one request: what has been sent, and what it cost.
-
-    Telemetry is written just before the last byte goes out, so whoever has the
-    whole answer also sees it counted.
-    """
-
-    __slots__ = ("send", "head", "stats", "started_at", "response_started", "finished",
-                 "tokens_in", "tokens_out")
-
-    def __init__(self, send: Send, head: Headers, stats: ProviderStats) -> None:
-        self.send = send
-        self.head = head
-        self.stats = stats
-        self.started_at = perf_counter()
-        self.response_started = False
-        self.finished = False
-        self.tokens_in = 0
-        self.tokens_out = 0
-
-    def latency_ms(self) -> float:
-        return 1000 * (perf_counter() - self.started_at)
-
-    def record(self, status: int, error_kind: str | None = None) -> None:
-        if not self.finished:
-            self.finished = True
-            Telemetry.finished(self.stats, status, perf_counter() - self.started_at,
-                               self.tokens_in, self.tokens_out, error_kind)
-
-    async def body(self, data: bytes, headers: Headers = SSE_HEADERS, more: bool = True) -> None:
-        """Send part of the answer; the head goes with the first part that has bytes."""
-        if not data and more:
-            return
-        if not more:
-            self.record(200)
-        if not self.response_started:
-            self.response_started = True
-            await self.send({"type": "http.response.start", "status": 200, "headers": [*headers, *self.head]})
-        await self.send({"type": "http.response.body", "body": data, "more_body": more})
-
-    async def fail(self, error: RequestError) -> None:
-        """Tell the client, in whatever form it can still receive."""
-        if self.finished:
-            return
-        kind = error.kind if isinstance(error, UpstreamError) else "request"
-        if self.response_started:
-            self.record(200, kind)
-            await self.send({"type": "http.response.body", "body": sse_error(error), "more_body": False})
-        else:
-            self.record(error.status, kind)
-            await send_error(self.send, error, self.head)
+def has_content(chunks: list[Chunk]) -> bool:
+    """Whether a client seeing these chunks has seen the answer begin (text, tool call or end)."""
+    for chunk in chunks:
+        try:
+            choice = chunk.data["choices"][0]
+            delta = choice.get("delta") or {}
+            if (choice.get("finish_reason") or delta.get("content") or delta.get("tool_calls")
+                    or delta.get("reasoning") or delta.get("reasoning_content")):
+                return True
+        except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError):
+            continue
+    return False
 
 
 class Relay:
@@ -118,34 +90,88 @@ class Relay:
         self._secrets = config.keys
 
     async def run(
-        self, body: dict, target: Target, renderer: Renderer, include_usage: bool,
+        self, body: dict, chain: tuple[Target, ...], renderer: Renderer, include_usage: bool,
         receive: Receive, send: Send,
     ) -> None:
-        provider = self._providers[target.provider]
-        transform = self._transforms[target.provider]
+        exchange = Exchange(send)
+        guard = Guard(receive)
+        guard.start()
+        try:
+            error = await self._serve(body, chain, renderer, include_usage, exchange, guard)
+        except ClientLeft:
+            error = None
+        finally:
+            guard.stop()
+        if error is not None and not exchange.finished:
+            log.warning("%s: %d %s (after %d attempt(s))", body.get("model"), error.status, error.message,
+                        exchange.attempts)
+            await exchange.fail(error)
+
+    async def _serve(
+        self, body: dict, chain: tuple[Target, ...], renderer: Renderer, include_usage: bool,
+        exchange: Exchange, guard: Guard,
+    ) -> RequestError | None:
+        """Walk the chain; the error to tell the client, or None once answered."""
         stream = body.get("stream") is True
-        payload = transform.build(body, target.upstream_model, provider, stream)
-        exchange = Exchange(send, [
+        skipped: RequestError | None = None
+        failed: RequestError | None = None
+        for index, target in enumerate(chain):
+            if not target.registered:
+                skipped = ProviderNotRegistered(
+                    f"model {body.get('model')!r} routes to provider {target.provider!r}, "
+                    "which is not registered (no API key configured)")
+                continue
+            provider = self._providers[target.provider]
+            stats = self._telemetry.providers[provider.name]
+            policy = provider.resilience
+            if index < len(chain) - 1 and cooling(stats, monotonic()):
+                skipped = UpstreamError(f"{provider.name} is cooling down after repeated failures")
+                continue
+            if policy.max_in_flight and stats.in_flight >= policy.max_in_flight:
+                stats.errors["busy"] += 1
+                skipped = ProviderBusy(f"{provider.name} already has {policy.max_in_flight} requests in flight",
+                                       retry_after="1")
+                continue
+            if failed is not None:
+                stats.fallbacks += 1
+            transform = self._transforms[provider.name]
+            payload = transform.build(body, target.upstream_model, provider, stream)
+            tries = 0
+            while True:
+                renderer.serving(target)
+                error = await self._attempt(target, provider, transform, payload, stream, include_usage,
+                                            renderer, exchange, guard)
+                if error is None:
+                    note_success(stats)
+                    return None
+                note_failure(stats, policy, monotonic())
+                if exchange.response_started or not isinstance(error, UpstreamError):
+                    return error  # too late, or the client's own fault: nowhere else to go
+                failed = error
+                delay = retry_delay(error, tries, policy)
+                if delay is None:
+                    break
+                tries += 1
+                stats.retries += 1
+                await _pause(delay, guard)
+            if not failed.fallback:
+                return failed
+        return failed or skipped
+
+    async def _attempt(
+        self, target: Target, provider: ProviderConfig, transform: Transform, payload: bytes, stream: bool,
+        include_usage: bool, renderer: Renderer, exchange: Exchange, guard: Guard,
+    ) -> RequestError | None:
+        """One upstream call under the guard; the error it ended in, or None once answered."""
+        attempt = exchange.attempt = Attempt(self._telemetry.providers[provider.name])
+        exchange.attempts += 1
+        exchange.held.clear()
+        exchange.head = [
             self._provider_headers[provider.name],
             (b"x-chatd-model", header_value(target.upstream_model)),
-            _ONE_ATTEMPT,
-        ], self._telemetry.started(provider.name))
-        try:
-            error = await self._call(provider, transform, payload, stream, include_usage, renderer, exchange,
-                                     receive)
-            if error is not None and not exchange.finished:
-                log.warning("%s %s: %d %s", provider.name, target.upstream_model, error.status, error.message)
-                await exchange.fail(error)
-        finally:
-            exchange.record(500, "internal")  # only when nothing above finished it
-
-    async def _call(
-        self, provider: ProviderConfig, transform: Transform, payload: bytes, stream: bool,
-        include_usage: bool, renderer: Renderer, exchange: Exchange, receive: Receive,
-    ) -> RequestError | None:
-        """The upstream call under the guard; returns the error the client must be told of."""
-        guard = Guard(receive, provider.timeouts)
-        guard.start()
+            (b"x-chatd-attempts", str(exchange.attempts).encode()),
+        ]
+        guard.arm(provider.timeouts)
         try:
             with transport_errors(provider.name):
                 response = await self._upstreams.post(provider.name, payload)
@@ -157,70 +183,87 @@ class Relay:
                         raise from_upstream_status(provider.name, response.status, raw, retry_after)
                     if stream:
                         decoder = transform.decoder(include_usage)
-                        await self._stream(response, decoder, renderer, guard, exchange)
+                        await _stream(response, decoder, renderer, guard, exchange, attempt)
                     else:
-                        await self._complete(response, transform, renderer, guard, exchange)
+                        await _complete(response, transform, renderer, guard, exchange, attempt)
                 finally:
                     response.release()
         except asyncio.CancelledError:
             reason = guard.claim()
             if reason is None:
+                attempt.record(CLIENT_GONE, "cancelled")
                 raise
             if reason == DISCONNECT:
-                exchange.record(CLIENT_GONE, "client_gone")
-                return None
-            return timeout_error(provider.name, reason, provider.timeouts)
+                attempt.record(CLIENT_GONE, "client_gone")
+                if exchange.finished:
+                    return None
+                raise ClientLeft from None
+            error: RequestError = timeout_error(provider.name, reason, provider.timeouts)
         except RequestError as exc:
-            return redact(exc, self._secrets)
+            error = redact(exc, self._secrets)
+        else:
+            return None
         finally:
-            guard.stop()
-        return None
-
-    @staticmethod
-    async def _complete(
-        response: aiohttp.ClientResponse, transform: Transform, renderer: Renderer, guard: Guard,
-        exchange: Exchange,
-    ) -> None:
-        parts = []
-        while data := await response.content.readany():
-            guard.chunk()  # some upstreams send keep-alive whitespace while they think
-            parts.append(data)
-        raw = b"".join(parts)
-        completion = transform.completion(raw)
-        usage = completion.get("usage")
-        if isinstance(usage, dict):
-            exchange.tokens_in = count(usage.get("prompt_tokens"))
-            exchange.tokens_out = count(usage.get("completion_tokens"))
-        data = renderer.completion(completion, raw, transform.passthrough, exchange.latency_ms())
-        await exchange.body(data, [JSON], more=False)
-
-    @staticmethod
-    async def _stream(
-        response: aiohttp.ClientResponse, decoder: StreamDecoder, renderer: Renderer, guard: Guard,
-        exchange: Exchange,
-    ) -> None:
-        content = response.content
-        while True:
-            data = await content.readany()
-            if not data:
-                break
-            guard.chunk()
-            chunks = decoder.feed(data)
-            if chunks and not exchange.finished:
-                await exchange.body(renderer.chunks(chunks))
-            if decoder.failure is not None:
-                raise decoder.failure
-            if decoder.done and not exchange.finished:
-                await _finish(decoder, renderer, exchange)
-            # after the end, keep reading to EOF so the connection can be reused
-        chunks = decoder.close()
-        if not exchange.finished:
-            if chunks:
-                await exchange.body(renderer.chunks(chunks))
-            await _finish(decoder, renderer, exchange)
+            guard.disarm()
+        if exchange.finished:
+            return None  # the answer was complete; only the drain after it failed
+        attempt.record(200 if exchange.response_started else error.status,
+                       error.kind if isinstance(error, UpstreamError) else "request")
+        return error
 
 
-async def _finish(decoder: StreamDecoder, renderer: Renderer, exchange: Exchange) -> None:
-    exchange.tokens_in = decoder.prompt_tokens
-    exchange.tokens_out = decoder.completion_tokens
+async def _pause(seconds: float, guard: Guard) -> None:
+    """Wait before a retry, still watching for the client leaving."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        if guard.claim() != DISCONNECT:
+            raise
+        raise ClientLeft from None
+
+
+async def _complete(
+    response: aiohttp.ClientResponse, transform: Transform, renderer: Renderer, guard: Guard,
+    exchange: Exchange, attempt: Attempt,
+) -> None:
+    parts = []
+    while data := await response.content.readany():
+        guard.chunk()  # some upstreams send keep-alive whitespace while they think
+        parts.append(data)
+    raw = b"".join(parts)
+    completion = transform.completion(raw)
+    usage = completion.get("usage")
+    if isinstance(usage, dict):
+        attempt.tokens_in = count(usage.get("prompt_tokens"))
+        attempt.tokens_out = count(usage.get("completion_tokens"))
+    data = renderer.completion(completion, raw, transform.passthrough, exchange.latency_ms())
+    await exchange.body(data, [JSON], more=False)
+
+
+async def _stream(
+    response: aiohttp.ClientResponse, decoder: StreamDecoder, renderer: Renderer, guard: Guard,
+    exchange: Exchange, attempt: Attempt,
+) -> None:
+    content = response.content
+    while data := await content.readany():
+        guard.chunk()
+        chunks = decoder.feed(data)
+        if chunks and not exchange.finished:
+            started = exchange.response_started or has_content(chunks)
+            await exchange.body(renderer.chunks(chunks), content=started)
+        if decoder.failure is not None:
+            raise decoder.failure
+        if decoder.done and not exchange.finished:
+            await _finish(decoder, renderer, exchange, attempt)
+        # after the end, keep reading to EOF so the connection can be reused
+    chunks = decoder.close()
+    if not exchange.finished:
+        if chunks:
+            await exchange.body(renderer.chunks(chunks), content=False)
+        await _finish(decoder, renderer, exchange, attempt)
+
+
+async def _finish(decoder: StreamDecoder, renderer: Renderer, exchange: Exchange, attempt: Attempt) -> None:
+    attempt.tokens_in = decoder.prompt_tokens
+    attempt.tokens_out = decoder.completion_tokens
     await exchange.body(renderer.finish(decoder, exchange.latency_ms()), more=False)

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import orjson
 
+from typing import TYPE_CHECKING
+
 from .errors import RequestError, UpstreamStreamError
 from .shapes import completion_text
 from .streams import SSE_DONE, Chunk, StreamDecoder
+
+if TYPE_CHECKING:
+    from .routing import Target
 
 
 def sse_error(error: RequestError) -> bytes:
@@ -23,6 +28,9 @@ class OpenAIRenderer:
     """OpenAI Chat Completions: passthrough bytes stay untouched."""
 
     __slots__ = ()
+
+    def serving(self, target: Target) -> None:
+        pass
 
     def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
         return raw if passthrough else orjson.dumps(completion)
@@ -41,10 +49,16 @@ class NativeRenderer:
 
     __slots__ = ("provider", "model", "finish_reason")
 
-    def __init__(self, provider: str, model: str) -> None:
-        self.provider = provider
-        self.model = model
+    def __init__(self) -> None:
+        self.provider = ""
+        self.model = ""
         self.finish_reason: str | None = None
+
+    def serving(self, target: Target) -> None:
+        """The chain entry now being asked: its name goes into the answer."""
+        self.provider = target.provider
+        self.model = target.upstream_model
+        self.finish_reason = None
 
     def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
         content, finish_reason, tokens_in, tokens_out = completion_text(completion)

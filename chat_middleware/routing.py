@@ -41,20 +41,15 @@ class Resolution:
     rule: str
     chain: tuple[Target, ...]
 
-    @property
-    def target(self) -> Target:
-        """The entry served: the first of the chain (fallback comes later)."""
-        return self.chain[0]
-
     def served(self) -> Target:
-        """The target to call, or 404 when its provider has no key."""
-        target = self.chain[0]
-        if not target.registered:
-            raise ProviderNotRegistered(
-                f"model {self.model!r} routes to provider {target.provider!r}, "
-                "which is not registered (no API key configured)"
-            )
-        return target
+        """The first entry that can be asked, or 404 when no provider of the chain has a key."""
+        for target in self.chain:
+            if target.registered:
+                return target
+        names = ", ".join(repr(t.provider) for t in self.chain)
+        raise ProviderNotRegistered(
+            f"model {self.model!r} routes to provider {names}, which is not registered (no API key configured)"
+        )
 
     def as_dict(self) -> dict:
         first = self.chain[0]

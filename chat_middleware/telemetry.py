@@ -13,7 +13,8 @@ from typing import Iterable
 class ProviderStats:
     """What one provider has done since start-up."""
 
-    __slots__ = ("requests", "statuses", "errors", "tokens_in", "tokens_out", "latency_s", "in_flight")
+    __slots__ = ("requests", "statuses", "errors", "tokens_in", "tokens_out", "latency_s", "in_flight",
+                 "consecutive_failures", "cooldown_until", "retries", "fallbacks")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -23,6 +24,10 @@ class ProviderStats:
         self.tokens_out = 0
         self.latency_s = 0.0
         self.in_flight = 0
+        self.consecutive_failures = 0
+        self.cooldown_until = 0.0
+        self.retries = 0
+        self.fallbacks = 0
 
     def as_dict(self) -> dict:
         return {
@@ -33,6 +38,8 @@ class ProviderStats:
             "tokens_out": self.tokens_out,
             "latency_ms_avg": round(1000 * self.latency_s / self.requests, 3) if self.requests else 0.0,
             "in_flight": self.in_flight,
+            "retries": self.retries,
+            "fallbacks": self.fallbacks,
         }
 
 
@@ -40,12 +47,13 @@ class Telemetry:
     """Counters for every configured provider, readable at any time."""
 
     def __init__(self, providers: Iterable[str]) -> None:
-        self.providers = {name: ProviderStats() for name in providers}
+        self.providers: dict[str, ProviderStats] = {}
+        self.ensure(providers)
 
-    def started(self, provider: str) -> ProviderStats:
-        stats = self.providers[provider]
-        stats.in_flight += 1
-        return stats
+    def ensure(self, providers: Iterable[str]) -> None:
+        """Counters for providers a reloaded config added; existing ones carry on."""
+        for name in providers:
+            self.providers.setdefault(name, ProviderStats())
 
     @staticmethod
     def finished(

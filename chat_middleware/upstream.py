@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from typing import Iterator
 
 import aiohttp
@@ -19,6 +20,9 @@ from . import __version__
 from .config import Config, ProviderConfig
 from .errors import UpstreamError, UpstreamTimeout
 from .transforms import TRANSFORMS
+
+
+_LARGE = 1 << 20
 
 
 def _headers(provider: ProviderConfig) -> dict[str, str]:
@@ -67,8 +71,9 @@ class Upstreams:
         if session is None:
             self.open()
             session = self._sessions[provider]
+        data = body if len(body) < _LARGE else io.BytesIO(body)  # aiohttp's advice for large bodies
         with transport_errors(provider):
-            return await session.post(self._urls[provider], data=body)
+            return await session.post(self._urls[provider], data=data)
 
 
 @contextlib.contextmanager
@@ -77,14 +82,20 @@ def transport_errors(provider: str) -> Iterator[None]:
     try:
         yield
     except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
-        raise UpstreamTimeout(f"{provider}: timed out connecting to the upstream") from exc
+        raise _retriable(UpstreamTimeout(f"{provider}: timed out connecting to the upstream")) from exc
     except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(f"{provider}: cannot connect to the upstream ({exc.os_error.strerror or 'refused'})") from exc
+        reason = exc.os_error.strerror or "refused"
+        raise _retriable(UpstreamError(f"{provider}: cannot connect to the upstream ({reason})")) from exc
     except aiohttp.ServerDisconnectedError as exc:
-        raise UpstreamError(f"{provider}: the upstream closed the connection") from exc
+        raise _retriable(UpstreamError(f"{provider}: the upstream closed the connection")) from exc
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamError(f"{provider}: the upstream response was cut off") from exc
     except aiohttp.ClientResponseError as exc:
         raise UpstreamError(f"{provider}: the upstream sent an invalid HTTP response") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamError(f"{provider}: upstream connection failed ({type(exc).__name__})") from exc
+
+
+def _retriable(error: UpstreamError) -> UpstreamError:
+    error.retriable = True
+    return error

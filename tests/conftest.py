@@ -56,7 +56,12 @@ def groq() -> Iterator[FakeOpenAI]:
     yield from _openai("openai", KEYS["GROQ_API_KEY"], ("llama-3.3-70b",))
 
 
-def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, extra: str = "") -> str:
+NO_RETRIES = "retries = 0\ncooldown_s = 0"
+"""Error-row tests want one attempt per request and no provider sitting out."""
+
+
+def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, extra: str = "",
+                 base: str = NO_RETRIES) -> str:
     """A lakehouse.toml with every provider pointed at its loopback fake."""
     return f"""
 [models]
@@ -67,6 +72,7 @@ router = "openrouter/moonshotai/kimi-k2"
 
 [chatd]
 ollama_url = "{ollama.url}"
+{base}
 {extra}
 
 [chatd.providers.ollama_cloud]
@@ -113,8 +119,8 @@ def make_chatd(upstreams, tmp_path) -> Iterator[Callable[..., ChatdServer]]:
     """A chatd of the test's own, e.g. with short timeouts: make_chatd(extra='idle_timeout_s = 0.2')."""
     servers: list[ChatdServer] = []
 
-    def make(extra: str = "", environ: dict | None = None) -> ChatdServer:
-        config = write_config(tmp_path, gateway_toml(**upstreams, extra=extra),
+    def make(extra: str = "", environ: dict | None = None, base: str = NO_RETRIES) -> ChatdServer:
+        config = write_config(tmp_path, gateway_toml(**upstreams, extra=extra, base=base),
                               KEYS if environ is None else environ)
         server = ChatdServer(config).start()
         servers.append(server)

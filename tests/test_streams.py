@@ -6,6 +6,7 @@ import pytest
 
 from chat_middleware.errors import BadRequest
 from chat_middleware.render import NativeRenderer
+from chat_middleware.routing import Target
 from chat_middleware.shapes import check_completion, native_to_openai, parse_json_object
 from chat_middleware.streams import Chunk, LineSplitter, SSESplitter
 
@@ -67,7 +68,8 @@ def test_completion_checks(body):
 
 
 def test_native_renderer_turns_chunks_into_deltas_and_skips_usage_chunks():
-    renderer = NativeRenderer("ollama", "qwen3:8b")
+    renderer = NativeRenderer()
+    renderer.serving(Target("ollama", "qwen3:8b", "default", True))
     events = renderer.chunks([
         Chunk(data={"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]}),
         Chunk(data={"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),

@@ -176,16 +176,25 @@ class FakeUpstream:
         return model
 
     def reply_for(self, model: str) -> Reply | None:
-        """The scripted reply for `model`, the default for a known model, else None (unknown)."""
+        """The scripted reply for `model`, the default for a known model, else None (unknown).
+
+        A list of replies answers successive requests in turn, its last one for good.
+        """
         if model in self.replies:
-            return self.replies[model]
+            return self._next(self.replies[model])
         name = self.canonical(model)
         for key, reply in self.replies.items():
             if self.canonical(key) == name:
-                return reply
+                return self._next(reply)
         if any(self.canonical(m) == name for m in self.models):
             return self.default_reply
         return None
+
+    @staticmethod
+    def _next(reply: Reply | list[Reply]) -> Reply:
+        if isinstance(reply, list):
+            return reply.pop(0) if len(reply) > 1 else reply[0]
+        return reply
 
     def authorized(self, request: web.BaseRequest) -> bool:
         return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"

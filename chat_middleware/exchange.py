@@ -1,0 +1,85 @@
+"""The client side of one request, and the cost of each upstream attempt made for it.
+
+The response head is held until the first part that carries content, so a
+failure before it can still be retried, fall back, or be told as an honest
+HTTP status; after it, a failure is an SSE error event that ends the stream.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from .asgi import SSE_HEADERS, send_error
+from .errors import RequestError
+from .render import sse_error
+from .telemetry import ProviderStats, Telemetry
+from .types import Headers, Send
+
+
+class Attempt:
+    """One upstream call: counted in its provider's telemetry exactly once."""
+
+    __slots__ = ("stats", "started_at", "recorded", "tokens_in", "tokens_out")
+
+    def __init__(self, stats: ProviderStats) -> None:
+        stats.in_flight += 1
+        self.stats = stats
+        self.started_at = perf_counter()
+        self.recorded = False
+        self.tokens_in = 0
+        self.tokens_out = 0
+
+    def record(self, status: int, error_kind: str | None = None) -> None:
+        if not self.recorded:
+            self.recorded = True
+            Telemetry.finished(self.stats, status, perf_counter() - self.started_at,
+                               self.tokens_in, self.tokens_out, error_kind)
+
+
+class Exchange:
+    """What the client has been sent so far; telemetry is written before its last byte."""
+
+    __slots__ = ("send", "head", "held", "attempt", "attempts", "started_at", "response_started",
+                 "finished")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.head: Headers = []
+        self.held: list[bytes] = []
+        self.attempt: Attempt | None = None
+        self.attempts = 0
+        self.started_at = perf_counter()
+        self.response_started = False
+        self.finished = False
+
+    def latency_ms(self) -> float:
+        return 1000 * (perf_counter() - self.started_at)
+
+    async def body(
+        self, data: bytes, headers: Headers = SSE_HEADERS, more: bool = True, content: bool = True
+    ) -> None:
+        """Send part of the answer; parts without content wait for the first part with some."""
+        if not self.response_started:
+            if more and not content:
+                if data:
+                    self.held.append(data)
+                return
+            self.response_started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": [*headers, *self.head]})
+            if self.held:
+                data, self.held = b"".join(self.held) + data, []
+        if not more:
+            self.finished = True
+            if self.attempt is not None:
+                self.attempt.record(200)
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def fail(self, error: RequestError) -> None:
+        """Tell the client, in whatever form it can still receive."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.response_started:
+            await self.send({"type": "http.response.body", "body": sse_error(error), "more_body": False})
+        else:
+            await send_error(self.send, error, self.head)

@@ -1,0 +1,59 @@
+"""When to ask a provider again, when to skip it, and how long to wait in between.
+
+Pure policy over a provider's counters; the relay does the asking.
+"""
+
+from __future__ import annotations
+
+import random
+from email.utils import parsedate_to_datetime
+from time import time
+
+from .config import Resilience
+from .errors import UpstreamError, UpstreamRateLimited
+from .telemetry import ProviderStats
+
+
+def cooling(stats: ProviderStats, now: float) -> bool:
+    """True while a provider sits out its cooldown."""
+    return stats.cooldown_until > now
+
+
+def note_success(stats: ProviderStats) -> None:
+    stats.consecutive_failures = 0
+
+
+def note_failure(stats: ProviderStats, policy: Resilience, now: float) -> None:
+    """Count a failure; the Nth in a row starts a cooldown."""
+    stats.consecutive_failures += 1
+    if policy.cooldown and stats.consecutive_failures >= policy.cooldown_failures:
+        stats.cooldown_until = now + policy.cooldown
+        stats.consecutive_failures = 0
+
+
+def retry_delay(error: UpstreamError, attempt: int, policy: Resilience) -> float | None:
+    """Seconds to wait before asking the same provider again, or None for "do not".
+
+    Retry-After is honoured up to retry_after_max; longer than that, chatd moves
+    on rather than hold the client. Otherwise exponential backoff with jitter.
+    """
+    if not error.retriable or attempt >= policy.retries:
+        return None
+    if isinstance(error, UpstreamRateLimited) and error.retry_after:
+        wait = retry_after_seconds(error.retry_after)
+        if wait is not None:
+            return wait if wait <= policy.retry_after_max else None
+    backoff = min(policy.backoff_max, policy.backoff * 2**attempt)
+    return backoff * random.uniform(0.5, 1.0)
+
+
+def retry_after_seconds(value: str) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+    except (TypeError, ValueError):
+        return None
