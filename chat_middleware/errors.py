@@ -5,6 +5,7 @@
     └── RequestError                anything sent back to a client
         ├── BadRequest              400: the client's request is malformed
         ├── PayloadTooLarge         413: body over max_body_bytes
+        ├── Unauthorized            401: client auth is on and the Bearer key is missing or wrong
         ├── NotFound                404: path or model route chatd does not serve
         ├── ProviderNotRegistered   404: route names a provider that has no key
         ├── MethodNotAllowed        405
@@ -70,6 +71,17 @@ class PayloadTooLarge(RequestError):
     status = 413
     type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class Unauthorized(RequestError):
+    """Client auth is on ([chatd] api_keys_env) and no valid Bearer key came."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"www-authenticate", b'Bearer realm="chatd"')]
 
 
 class NotFound(RequestError):

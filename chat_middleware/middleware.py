@@ -6,53 +6,57 @@
 Pure ASGI: other paths, websockets and lifespan events reach the wrapped app
 untouched. Lifespan is watched on the way through to open and close the
 upstream sessions; a server that sends no lifespan events gets them opened on
-first use.
+first use. With `[gateway] chatd_url` set, /v1/chat/* is forwarded to that
+standalone chatd instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import os
-import time
+import signal
 from time import monotonic
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs
 
-import orjson
-
 from .asgi import JSON, ClientGone, read_body, send_body, send_error, send_json
 from .config import Config, load_config
-from .errors import BadRequest, MethodNotAllowed, NotFound, RequestError, redact
-from .relay import Relay
+from .errors import BadRequest, ChatdError, MethodNotAllowed, NotFound, RequestError, Unauthorized, redact
 from .render import NativeRenderer, OpenAIRenderer
-from .routing import Router
+from .runtime import Runtime
 from .shapes import check_completion, native_to_openai, parse_json_object
 from .telemetry import Telemetry
 from .types import ASGIApp, Receive, Scope, Send
-from .upstream import Upstreams
 
 log = logging.getLogger("chatd")
 
 PREFIX = "/v1/chat"
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+HEALTH = PREFIX + "/health"
+Handler = Callable[[Runtime, Scope, Receive, Send], Awaitable[None]]
 _OPENAI = OpenAIRenderer()
 
 
 class ChatMiddleware:
-    """Routes chat requests by model name; everything else goes to `app`."""
+    """Routes chat requests by model name; everything else goes to `app`.
+
+    `watch_config` is how often (seconds) the config file is checked for changes
+    to reload (None: never); `reload_on_sighup` also reloads on SIGHUP (standalone).
+    """
 
     def __init__(
         self, app: ASGIApp, *, config: Config | str | os.PathLike | None = None,
-        serve_v1_models: bool = False,
+        serve_v1_models: bool = False, watch_config: float | None = 1.0, reload_on_sighup: bool = False,
     ) -> None:
         self.app = app
-        self.config = config if isinstance(config, Config) else load_config(config)
-        self.router = Router(self.config)
-        self.upstreams = Upstreams(self.config)
-        self.telemetry = Telemetry(self.config.providers)
-        self.relay = Relay(self.config, self.upstreams, self.telemetry)
-        self._secrets = self.config.keys
-        self._models = self._model_list()
+        config = config if isinstance(config, Config) else load_config(config)
+        self.telemetry = Telemetry(config.providers)
+        self.runtime = Runtime(config, self.telemetry)
+        self._watch_interval = watch_config
+        self._reload_on_sighup = reload_on_sighup
+        self._watcher: asyncio.Task | None = None
+        self._started = False
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", PREFIX): self.native_chat,
             ("POST", PREFIX + "/chat/completions"): self.chat_completions,
@@ -60,40 +64,109 @@ class ChatMiddleware:
             ("GET", PREFIX + "/models"): self.models,
             ("GET", PREFIX + "/providers"): self.providers,
             ("GET", PREFIX + "/resolve"): self.resolve,
-            ("GET", PREFIX + "/health"): self.health,
+            ("GET", HEALTH): self.health,
         }
         self._own_paths: set[str] = set()
         if serve_v1_models:  # standalone: clients whose base URL is …/v1 list models here
             self._routes[("GET", "/v1/models")] = self.models
             self._own_paths.add("/v1/models")
 
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path.startswith(PREFIX) and (len(path) == len(PREFIX) or path[len(PREFIX)] == "/") \
                     or path in self._own_paths:
-                await self._handle(scope, receive, send)
+                runtime = self.runtime
+                runtime.enter()
+                try:
+                    await self._handle(runtime, scope, receive, send)
+                finally:
+                    runtime.leave()
                 return
         elif scope["type"] == "lifespan":
             await self.app(scope, self._lifespan_receive(receive), send)
             return
         await self.app(scope, receive, send)
 
+    # ----- lifespan and reload
+
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def lifespan_receive():
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.upstreams.open()
+                self.runtime.open()
+                self._start_watching()
             elif message["type"] == "lifespan.shutdown":
-                await self.upstreams.close()
+                await self.aclose()
             return message
 
         return lifespan_receive
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"].rstrip("/") or "/"
-        handler = self._routes.get((scope["method"], path))
+    async def aclose(self) -> None:
+        """Close upstream sessions and stop watching the config file."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        self._started = False
+        await self.runtime.close()
+
+    def reload(self) -> bool:
+        """Load the config file again; new requests use it, in-flight ones finish on the old.
+
+        An invalid file is rejected with a logged error and the running config stays.
+        """
+        path = self.runtime.config.path
         try:
+            runtime = Runtime(load_config(path), self.telemetry)
+        except ChatdError as exc:
+            log.error("config reload rejected, keeping the running config: %s", exc)
+            return False
+        old, self.runtime = self.runtime, runtime
+        old.retire()
+        names = ", ".join(p.name for p in runtime.config.registered)
+        log.info("config %s reloaded: %d provider(s) registered: %s", path, len(runtime.config.registered), names)
+        return True
+
+    def _start_watching(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        loop = asyncio.get_running_loop()
+        if self._reload_on_sighup:
+            try:
+                loop.add_signal_handler(signal.SIGHUP, self.reload)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals
+                log.debug("SIGHUP reload unavailable here; the config file is still watched")
+        if self._watch_interval:
+            self._watcher = loop.create_task(self._watch_file(self._watch_interval))
+
+    async def _watch_file(self, interval: float) -> None:
+        seen = _stamp(self.runtime.config.path)
+        while True:
+            await asyncio.sleep(interval)
+            stamp = _stamp(self.runtime.config.path)
+            if stamp != seen and stamp is not None:
+                seen = stamp
+                self.reload()
+
+    # ----- dispatch
+
+    async def _handle(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].rstrip("/") or "/"
+        try:
+            if runtime.forwarder is not None:
+                await runtime.forwarder(scope, receive, send)
+                return
+            if not self._started:  # a server that sends no lifespan events
+                runtime.open()
+                self._start_watching()
+            handler = self._routes.get((scope["method"], path))
+            if runtime.config.client_keys and path != HEALTH:
+                _authorize(scope, runtime.config.client_keys)
             if handler is None:
                 allowed = [method for method, route in self._routes if route == path]
                 if allowed:
@@ -101,11 +174,11 @@ class ChatMiddleware:
                     await send_error(send, error, [(b"allow", ", ".join(allowed).encode())])
                     return
                 raise NotFound(f"no such endpoint: {path}")
-            await handler(scope, receive, send)
+            await handler(runtime, scope, receive, send)
         except ClientGone:
             pass
         except RequestError as exc:
-            await send_error(send, redact(exc, self._secrets))
+            await send_error(send, redact(exc, runtime.secrets))
         except Exception:
             log.exception("unexpected error serving %s %s", scope["method"], path)
             try:
@@ -115,57 +188,68 @@ class ChatMiddleware:
 
     # ----- endpoints
 
-    async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def chat_completions(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
         """OpenAI Chat Completions, stream and non-stream, for every provider."""
-        body = parse_json_object(await read_body(receive, self.config.max_body_bytes))
-        resolution = self.router.resolve(body.get("model"))
+        body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
+        resolution = runtime.router.resolve(body.get("model"))
         resolution.served()
         check_completion(body)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        await self.relay.run(body, resolution.chain, _OPENAI, include_usage, receive, send)
+        await runtime.relay.run(body, resolution.chain, _OPENAI, include_usage, receive, send)
 
-    async def native_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def native_chat(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
         """chatd's native shape (DESIGN §3)."""
-        body = parse_json_object(await read_body(receive, self.config.max_body_bytes))
-        resolution = self.router.resolve(body.get("model"))
+        body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
+        resolution = runtime.router.resolve(body.get("model"))
         resolution.served()
         request = native_to_openai(body)
-        await self.relay.run(request, resolution.chain, NativeRenderer(), False, receive, send)
+        await runtime.relay.run(request, resolution.chain, NativeRenderer(), False, receive, send)
 
-    async def providers(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def providers(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
         now = monotonic()
         listed = []
-        for p in self.config.registered:
+        for p in runtime.config.registered:
             cooldown = max(0.0, self.telemetry.providers[p.name].cooldown_until - now)
             listed.append({"name": p.name, "transform": p.transform, "base_url": p.base_url,
                            "available": cooldown == 0, "cooldown_s": round(cooldown, 1)})
         await send_json(send, {"providers": listed})
 
-    async def resolve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def resolve(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
         """Dry run: where a model would go, with the same 400/404 as a real call."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         models = query.get("model")
         if not models:
             raise BadRequest("query parameter 'model' is required")
-        resolution = self.router.resolve(models[0])
+        resolution = runtime.router.resolve(models[0])
         resolution.served()
         await send_json(send, resolution.as_dict())
 
-    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_body(send, 200, self._models, [JSON])
+    async def models(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_body(send, 200, runtime.models, [JSON])
 
-    async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, {"status": "ok", "providers": len(self.config.registered)})
+    async def health(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, {"status": "ok", "providers": len(runtime.config.registered)})
 
-    def _model_list(self) -> bytes:
-        """The OpenAI model list — tiers, then the models they name — built once."""
-        created = int(time.time())
-        entries = {tier: "chatd" for tier in self.config.models}
-        for chain in self.config.models.values():
-            for model in chain:
-                entries.setdefault(model, self.router.resolve(model).chain[0].provider)
-        return orjson.dumps({"object": "list", "data": [
-            {"id": model, "object": "model", "created": created, "owned_by": owner}
-            for model, owner in entries.items()
-        ]})
+
+def _authorize(scope: Scope, keys: frozenset[str]) -> None:
+    """A valid `Authorization: Bearer <key>`, compared in constant time against every key."""
+    presented = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            presented = value
+            break
+    scheme, _, token = presented.partition(b" ")
+    valid = False
+    for key in keys:
+        valid |= hmac.compare_digest(token.strip(), key.encode())
+    if scheme.lower() != b"bearer" or not valid:
+        raise Unauthorized("a valid 'Authorization: Bearer <key>' header is required")
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -98,3 +98,11 @@ def completion_text(completion: dict) -> tuple[str, str | None, int, int]:
 def count(value: object) -> int:
     """A token count from untrusted JSON: a non-negative int, else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def encode_request(body: dict) -> bytes:
+    """An upstream request body as JSON; what orjson parsed but cannot write back is a 400."""
+    try:
+        return orjson.dumps(body)
+    except TypeError as exc:  # nesting deeper than orjson writes, and the like
+        raise BadRequest(f"request cannot be encoded as JSON: {exc}") from None

@@ -29,4 +29,4 @@ async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
 
 def create_app(config: Config | str | os.PathLike | None = None) -> ChatMiddleware:
     """Standalone chatd; config from the argument, else $LAKEHOUSE_CONFIG, else ./lakehouse.toml."""
-    return ChatMiddleware(not_found, config=config, serve_v1_models=True)
+    return ChatMiddleware(not_found, config=config, serve_v1_models=True, reload_on_sighup=True)

@@ -14,6 +14,7 @@ import asyncio
 import socket
 import threading
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
@@ -21,6 +22,8 @@ from hypercorn.config import Config as HypercornConfig
 from chat_middleware import ChatMiddleware, Config, load_config
 from chat_middleware.standalone import create_app
 from chat_middleware.types import ASGIApp
+
+T = TypeVar("T")
 
 
 def write_config(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:
@@ -74,6 +77,13 @@ class ASGIServer:
             raise self._error
         return self
 
+    def call(self, function: Callable[[], T]) -> T:
+        """Run `function` on the server's event loop (where the app lives) and return its result."""
+        async def run() -> T:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
     def stop(self) -> None:
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self._stop.set)
@@ -93,5 +103,5 @@ class ChatdServer(ASGIServer):
 
     app: ChatMiddleware
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config | str | Path) -> None:
         super().__init__(create_app(config))

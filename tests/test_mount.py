@@ -56,11 +56,11 @@ def test_mounted_middleware_serves_chat_and_passes_everything_else(config):
         response = httpx.post(server.url + "/v1/chat", json={"model": "qwen3:8b", "messages": HI}, timeout=10)
         assert response.status_code == 200 and response.json()["provider"] == "ollama"
         assert events == ["startup"]
-        assert server.app.upstreams._sessions  # opened with the lifespan
+        assert server.app.runtime.upstreams._sessions  # opened with the lifespan
         with _websocket(server.port) as ws:
             assert ws == "ping"
     assert events == ["startup", "shutdown"]
-    assert not server.app.upstreams._sessions  # closed with the lifespan
+    assert not server.app.runtime.upstreams._sessions  # closed with the lifespan
 
 
 def test_starlette_middleware_style(config):
@@ -77,7 +77,7 @@ async def test_works_when_the_server_sends_no_lifespan_events(config):
         response = await http.post("/v1/chat", json={"model": "qwen3:8b", "messages": HI})
         assert response.status_code == 200 and response.json()["content"]
         assert (await http.get("/hello")).text == "host says hello"
-    await app.upstreams.close()
+    await app.aclose()
 
 
 @contextlib.contextmanager

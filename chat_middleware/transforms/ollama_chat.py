@@ -17,6 +17,8 @@ from .ollama import (
     to_ollama_tools,
 )
 
+from ..shapes import encode_request
+
 if TYPE_CHECKING:
     from ..config import ProviderConfig
 
@@ -42,7 +44,7 @@ class OllamaChat:
         tools = to_ollama_tools(body)
         if tools:
             upstream["tools"] = tools
-        return orjson.dumps(upstream)
+        return encode_request(upstream)
 
     def completion(self, raw: bytes) -> dict:
         return to_completion(raw, read_chat)

@@ -22,6 +22,8 @@ from .ollama import (
     to_ollama_think,
 )
 
+from ..shapes import encode_request
+
 if TYPE_CHECKING:
     from ..config import ProviderConfig
 
@@ -83,7 +85,7 @@ class OllamaGenerate:
         think = to_ollama_think(body, provider)
         if think is not None:
             upstream["think"] = think
-        return orjson.dumps(upstream)
+        return encode_request(upstream)
 
     def completion(self, raw: bytes) -> dict:
         return to_completion(raw, read_generate)

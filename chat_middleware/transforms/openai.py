@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError, from_upstream_status, upstream_error_message
-from ..shapes import count
+from ..shapes import count, encode_request
 from ..streams import Chunk, SSESplitter
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class OpenAIPassthrough:
             options = options if isinstance(options, dict) else {}
             if not options.get("include_usage"):
                 upstream["stream_options"] = {**options, "include_usage": True}
-        return orjson.dumps(upstream)
+        return encode_request(upstream)
 
     def completion(self, raw: bytes) -> dict:
         try:
