@@ -20,6 +20,8 @@ from .providers import CLOUD_PROVIDER
 
 log = logging.getLogger("chatd")
 
+MAX_MODEL_LENGTH = 512
+_KNOWN_LIMIT = 4096
 _CLOUD_TAG = re.compile(r"^(?P<name>[^:]+):(?P<tag>.+)-cloud$")
 
 
@@ -88,16 +90,23 @@ class Router:
                     log.warning("tier %r: provider %r has no key; requests to it get 404",
                                 tier, target.provider)
             self._tier_resolutions[tier] = resolution
+        self._known: dict[str, Resolution] = dict(self._tier_resolutions)
 
     def resolve(self, model: object) -> Resolution:
         """Resolve without I/O; BadRequest for a missing or malformed name."""
+        known = self._known.get(model) if isinstance(model, str) else None
+        if known is not None:
+            return known
         if not isinstance(model, str) or not model.strip():
             raise BadRequest("'model' is required and must be a non-empty string")
-        tier = self._tier_resolutions.get(model)
-        if tier is not None:
-            return tier
+        if len(model) > MAX_MODEL_LENGTH:
+            raise BadRequest(f"'model' is longer than {MAX_MODEL_LENGTH} characters")
         target = self._target(model)
-        return Resolution(model, target.rule, (target,))
+        resolution = Resolution(model, target.rule, (target,))
+        if len(self._known) >= _KNOWN_LIMIT:  # clients choose names: keep the memo bounded
+            self._known = dict(self._tier_resolutions)
+        self._known[model] = resolution
+        return resolution
 
     def _target(self, model: str) -> Target:
         match = self._prefix.match(model) if self._prefix else None
