@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from time import perf_counter
 
-from .asgi import SSE_HEADERS, send_error
+from .asgi import send_error
 from .errors import RequestError
-from .render import sse_error
+from .render import Renderer
 from .telemetry import ProviderStats, Telemetry
 from .types import Headers, Send
 
@@ -39,11 +39,12 @@ class Attempt:
 class Exchange:
     """What the client has been sent so far; telemetry is written before its last byte."""
 
-    __slots__ = ("send", "head", "held", "attempt", "attempts", "started_at", "response_started",
+    __slots__ = ("send", "renderer", "head", "held", "attempt", "attempts", "started_at", "response_started",
                  "finished")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, renderer: Renderer) -> None:
         self.send = send
+        self.renderer = renderer
         self.head: Headers = []
         self.held: list[bytes] = []
         self.attempt: Attempt | None = None
@@ -56,10 +57,15 @@ class Exchange:
         return 1000 * (perf_counter() - self.started_at)
 
     async def body(
-        self, data: bytes, headers: Headers = SSE_HEADERS, more: bool = True, content: bool = True
+        self, data: bytes, headers: Headers | None = None, more: bool = True, content: bool = True
     ) -> None:
-        """Send part of the answer; parts without content wait for the first part with some."""
+        """Send part of the answer; parts without content wait for the first part with some.
+
+        `headers` defaults to the renderer's stream headers.
+        """
         if not self.response_started:
+            if headers is None:
+                headers = self.renderer.stream_headers
             if more and not content:
                 if data:
                     self.held.append(data)
@@ -80,6 +86,7 @@ class Exchange:
             return
         self.finished = True
         if self.response_started:
-            await self.send({"type": "http.response.body", "body": sse_error(error), "more_body": False})
+            await self.send({"type": "http.response.body", "body": self.renderer.stream_error(error),
+                             "more_body": False})
         else:
             await send_error(self.send, error, self.head)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
-from typing import Protocol
 
 import aiohttp
 import orjson
@@ -25,6 +24,7 @@ from .errors import (
 )
 from .exchange import Attempt, Exchange
 from .guard import DISCONNECT, Guard
+from .render import Renderer
 from .resilience import cooling, note_failure, note_success, retry_delay
 from .routing import Target
 from .shapes import count
@@ -37,16 +37,6 @@ from .upstream import Upstreams, transport_errors
 log = logging.getLogger("chatd")
 
 CLIENT_GONE = 499
-
-
-class Renderer(Protocol):
-    def serving(self, target: Target) -> None: ...
-
-    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes: ...
-
-    def chunks(self, chunks: list[Chunk]) -> bytes: ...
-
-    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes: ...
 
 
 class ClientLeft(Exception):
@@ -93,7 +83,7 @@ class Relay:
         self, body: dict, chain: tuple[Target, ...], renderer: Renderer, include_usage: bool,
         receive: Receive, send: Send,
     ) -> None:
-        exchange = Exchange(send)
+        exchange = Exchange(send, renderer)
         guard = Guard(receive)
         guard.start()
         try:

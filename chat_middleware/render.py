@@ -7,30 +7,52 @@ little state a stream needs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 import orjson
 
-from typing import TYPE_CHECKING
-
+from .asgi import SSE_HEADERS
 from .errors import RequestError, UpstreamStreamError
 from .shapes import completion_text
 from .streams import SSE_DONE, Chunk, StreamDecoder
+from .types import Headers
 
 if TYPE_CHECKING:
     from .routing import Target
 
 
-def sse_error(error: RequestError) -> bytes:
-    """The event that ends a stream which failed after it began."""
-    return b"data: " + error.json() + b"\n\n"
+class Renderer(Protocol):
+    stream_headers: Headers
+    """Response headers of a streamed answer (content type first)."""
+
+    def serving(self, target: Target) -> None: ...
+
+    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes: ...
+
+    def chunks(self, chunks: list[Chunk]) -> bytes: ...
+
+    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes: ...
+
+    def stream_error(self, error: RequestError) -> bytes: ...
 
 
-class OpenAIRenderer:
-    """OpenAI Chat Completions: passthrough bytes stay untouched."""
+class SSERenderer:
+    """What every SSE answer shares: its headers, and the event that ends a failed stream."""
 
     __slots__ = ()
+    stream_headers = SSE_HEADERS
 
     def serving(self, target: Target) -> None:
         pass
+
+    def stream_error(self, error: RequestError) -> bytes:
+        return b"data: " + error.json() + b"\n\n"
+
+
+class OpenAIRenderer(SSERenderer):
+    """OpenAI Chat Completions: passthrough bytes stay untouched."""
+
+    __slots__ = ()
 
     def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
         return raw if passthrough else orjson.dumps(completion)
@@ -44,7 +66,7 @@ class OpenAIRenderer:
         return SSE_DONE
 
 
-class NativeRenderer:
+class NativeRenderer(SSERenderer):
     """chatd's own shape: `{model, provider, content, input_tokens, output_tokens, finish_reason, latency_ms}`."""
 
     __slots__ = ("provider", "model", "finish_reason")
