@@ -72,6 +72,10 @@ class PayloadTooLarge(RequestError):
     type = "invalid_request_error"
     code = "payload_too_large"
 
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        # the rest of the body is never read, so the connection cannot be reused
+        return [(b"connection", b"close")]
+
 
 class Unauthorized(RequestError):
     """Client auth is on ([chatd] api_keys_env) and no valid Bearer key came."""
