@@ -93,7 +93,7 @@ class Relay:
         finally:
             guard.stop()
         if error is not None and not exchange.finished:
-            log.warning("%s: %d %s (after %d attempt(s))", body.get("model"), error.status, error.message,
+            log.warning("%r: %d %r (after %d attempt(s))", body.get("model"), error.status, error.message,
                         exchange.attempts)
             await exchange.fail(error)
 
