@@ -3,9 +3,12 @@
 Under hypercorn a client that leaves shows only as `http.disconnect` from
 `receive()`; a `send` to it does not fail. So while chatd waits on an upstream,
 a watcher awaits `receive()` and cancels the request task when the client goes,
-which closes the upstream at once. Deadlines use the same cancellation, with one
-timer re-armed per chunk: the nearest of the total deadline and the next
-first-byte or idle deadline.
+which closes the upstream at once. Deadlines use the same cancellation.
+
+Both cost almost nothing per request and per chunk: one timer per request
+serves every deadline, and is moved only when it fires (a chunk just notes the
+time); the watcher task starts only once a request has run for WATCH_AFTER
+seconds, since a request that ends sooner has nothing worth cancelling.
 
     guard = Guard(receive)
     guard.start()
@@ -23,50 +26,61 @@ first-byte or idle deadline.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 from .config import Timeouts
 from .types import Receive
 
 DISCONNECT = "disconnect"
+WATCH_AFTER = 0.05
+"""Seconds into a request before its client is watched: a disconnect is noticed at most this late."""
 
 
 class Guard:
-    __slots__ = ("_receive", "_timeouts", "_loop", "_task", "_watcher", "_timer", "_total_at", "reason")
+    __slots__ = ("_receive", "_loop", "_now", "_task", "_watcher", "_watch_at", "_timer", "_timer_at",
+                 "_armed", "_idle", "_first_byte_at", "_total_at", "_last_chunk", "reason")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._watcher: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._armed = False
         self.reason: str | None = None
 
     def start(self) -> None:
-        """Begin watching for the client leaving; call after the request body has been read."""
+        """Begin guarding; call after the request body has been read."""
         self._loop = asyncio.get_running_loop()
+        self._now: Callable[[], float] = self._loop.time
         self._task = asyncio.current_task()
-        self._watcher = self._loop.create_task(self._watch())
+        self._watch_at = self._now() + WATCH_AFTER
+        self._schedule(self._watch_at)
 
     def arm(self, timeouts: Timeouts) -> None:
-        """Deadlines for one upstream attempt: first byte and total, from now."""
-        self.disarm()
-        self._timeouts = timeouts
-        self._total_at = self._loop.time() + timeouts.total
-        self._arm(timeouts.first_byte, "first_byte")
+        """Deadlines for one upstream attempt: first byte and total, from now; idle once bytes flow."""
+        now = self._now()
+        self._armed = True
+        self._idle = timeouts.idle
+        self._first_byte_at = now + timeouts.first_byte
+        self._total_at = now + timeouts.total
+        self._last_chunk: float | None = None
+        self._reschedule()
 
     def chunk(self) -> None:
         """An upstream chunk arrived: the idle deadline starts again."""
-        if self._timer is not None:
-            self._timer.cancel()
-        self._arm(self._timeouts.idle, "idle")
+        now = self._last_chunk = self._now()
+        if now + self._idle < self._timer_at:  # the first chunk, when idle is shorter than first_byte
+            self._reschedule()
 
     def disarm(self) -> None:
         """No deadline until the next arm(); the client is still watched."""
+        self._armed = False
+
+    def stop(self) -> None:
+        """Stop guarding. Synchronous, so no cancel can land after it."""
+        self._armed = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-    def stop(self) -> None:
-        """Stop watching. Synchronous, so no cancel can land after it."""
-        self.disarm()
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
@@ -87,11 +101,42 @@ class Guard:
             self.reason = None
         return reason
 
-    def _arm(self, seconds: float, reason: str) -> None:
-        at = self._loop.time() + seconds
+    def _deadline(self) -> tuple[float, str]:
+        if self._last_chunk is None:
+            at, reason = self._first_byte_at, "first_byte"
+        else:
+            at, reason = self._last_chunk + self._idle, "idle"
         if at >= self._total_at:
-            at, reason = self._total_at, "total"
-        self._timer = self._loop.call_at(at, self._fire, reason)
+            return self._total_at, "total"
+        return at, reason
+
+    def _reschedule(self) -> None:
+        at = self._deadline()[0] if self._armed else float("inf")
+        if self._watcher is None and self._watch_at < at:
+            at = self._watch_at
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if at == float("inf"):
+            self._timer_at = at
+        else:
+            self._schedule(at)
+
+    def _schedule(self, at: float) -> None:
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = self._now()
+        if self._watcher is None and now >= self._watch_at:
+            self._watcher = self._loop.create_task(self._watch())
+        if self._armed:
+            at, reason = self._deadline()
+            if now >= at:
+                self._fire(reason)
+                return
+        self._reschedule()
 
     def _fire(self, reason: str) -> None:
         if self.reason is None:

@@ -14,7 +14,7 @@ import orjson
 from .asgi import SSE_HEADERS
 from .errors import RequestError, UpstreamStreamError
 from .shapes import completion_text
-from .streams import SSE_DONE, Chunk, StreamDecoder
+from .streams import SSE_DONE, Chunks, StreamDecoder
 from .types import Headers
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Renderer(Protocol):
 
     def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes: ...
 
-    def chunks(self, chunks: list[Chunk]) -> bytes: ...
+    def chunks(self, chunks: Chunks) -> bytes: ...
 
     def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes: ...
 
@@ -57,7 +57,9 @@ class OpenAIRenderer(SSERenderer):
     def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
         return raw if passthrough else orjson.dumps(completion)
 
-    def chunks(self, chunks: list[Chunk]) -> bytes:
+    def chunks(self, chunks: Chunks) -> bytes:
+        if chunks.sse is not None:
+            return chunks.sse
         if len(chunks) == 1:
             return chunks[0].sse
         return b"".join([chunk.sse for chunk in chunks])
@@ -95,7 +97,7 @@ class NativeRenderer(SSERenderer):
             "latency_ms": round(latency_ms, 3),
         })
 
-    def chunks(self, chunks: list[Chunk]) -> bytes:
+    def chunks(self, chunks: Chunks) -> bytes:
         events = []
         for chunk in chunks:
             try:

@@ -6,7 +6,7 @@ events or lines as soon as they are complete, holding back only the unfinished t
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import orjson
 
@@ -16,34 +16,54 @@ SSE_DONE = b"data: [DONE]\n\n"
 class Chunk:
     """One OpenAI `chat.completion.chunk`, held as the bytes or the object it came as.
 
-    Passthrough chunks keep their upstream bytes and are parsed only when asked
-    for `data`; translated chunks start as objects and are dumped once.
+    Passthrough chunks keep their upstream bytes (and, when the upstream framed
+    them as chatd would, that whole SSE event) and are parsed only when asked
+    for `data`; translated chunks start as objects or bytes and are framed once.
     """
 
-    __slots__ = ("_payload", "_data")
+    __slots__ = ("_payload", "_data", "_sse")
 
-    def __init__(self, payload: bytes | None = None, data: dict | None = None) -> None:
+    def __init__(self, payload: bytes | None = None, data: dict | None = None, sse: bytes | None = None) -> None:
+        """Give `payload` or `data`; `sse` may come with either, or alone when it is one `data: ` line."""
         self._payload = payload
         self._data = data
+        self._sse = sse
 
     @property
     def data(self) -> dict:
         if self._data is None:
-            self._data = orjson.loads(self._payload)  # type: ignore[arg-type]
+            self._data = orjson.loads(self.payload)
         return self._data
 
     @property
     def payload(self) -> bytes:
         if self._payload is None:
-            self._payload = orjson.dumps(self._data)
+            self._payload = orjson.dumps(self._data) if self._sse is None else self._sse[6:-2]
         return self._payload
 
     @property
     def sse(self) -> bytes:
-        payload = self.payload
-        if b"\n" in payload:  # an upstream event of several data lines stays several
-            payload = payload.replace(b"\n", b"\ndata: ")
-        return b"data: " + payload + b"\n\n"
+        """The chunk as one SSE event."""
+        if self._sse is None:
+            payload = self.payload
+            if b"\n" in payload:  # an upstream event of several data lines stays several
+                payload = payload.replace(b"\n", b"\ndata: ")
+            self._sse = b"data: " + payload + b"\n\n"
+        return self._sse
+
+
+class Chunks(list):
+    """The chunks decoded from one upstream read.
+
+    `sse` is all of them as SSE when the upstream framed them exactly so, in
+    which case an OpenAI client is sent the upstream's bytes as they came.
+    """
+
+    __slots__ = ("sse",)
+
+    def __init__(self, chunks: Iterable[Chunk] = (), sse: bytes | None = None) -> None:
+        list.__init__(self, chunks)
+        self.sse = sse
 
 
 class StreamDecoder(Protocol):
@@ -60,9 +80,9 @@ class StreamDecoder(Protocol):
     prompt_tokens: int
     completion_tokens: int
 
-    def feed(self, data: bytes) -> list[Chunk]: ...
+    def feed(self, data: bytes) -> Chunks: ...
 
-    def close(self) -> list[Chunk]: ...
+    def close(self) -> Chunks: ...
 
 
 class LineSplitter:
@@ -74,6 +94,9 @@ class LineSplitter:
         self._tail = b""
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Whole lines, each with or without its newline (JSON parsers ignore it)."""
+        if not self._tail and data.find(b"\n") == len(data) - 1:  # one line: most reads
+            return [] if data.isspace() else [data]
         if self._tail:
             data = self._tail + data
         *lines, self._tail = data.split(b"\n")
@@ -96,6 +119,21 @@ class SSESplitter:
     def __init__(self) -> None:
         self._tail = b""
         self._data: list[bytes] = []
+
+    def canonical(self, data: bytes) -> list[bytes] | None:
+        """The payloads of `data` when it is whole events framed exactly as chatd frames them.
+
+        That is what almost every read of a token stream holds (`data: {…}\\n\\n`,
+        once or several times), so the caller can forward `data` itself. None
+        when the general path (`feed`) is needed: a partial event, another
+        field, a comment, CR line ends or a multi-line event.
+        """
+        if self._tail or self._data or data[:6] != b"data: " or data[-2:] != b"\n\n" or b"\r" in data:
+            return None
+        payloads = data[6:-2].split(b"\n\ndata: ")
+        if data.count(b"\n") != 2 * len(payloads):
+            return None
+        return payloads
 
     def feed(self, data: bytes) -> list[bytes]:
         if self._tail:

@@ -9,9 +9,7 @@ Transport exceptions become chatd errors in exactly one place: `transport_errors
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
-from typing import Iterator
 
 import aiohttp
 from yarl import URL
@@ -66,33 +64,45 @@ class Upstreams:
         await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
 
     async def post(self, provider: str, body: bytes) -> aiohttp.ClientResponse:
-        """Send a request; returns once the response head has arrived."""
+        """Send a request; returns once the response head has arrived. Call inside `transport_errors`."""
         session = self._sessions.get(provider)
         if session is None:
             self.open()
             session = self._sessions[provider]
         data = body if len(body) < _LARGE else io.BytesIO(body)  # aiohttp's advice for large bodies
-        with transport_errors(provider):
-            return await session.post(self._urls[provider], data=data)
+        return await session.post(self._urls[provider], data=data)
 
 
-@contextlib.contextmanager
-def transport_errors(provider: str) -> Iterator[None]:
-    """Translate aiohttp's exceptions into chatd's, never echoing headers (keys live there)."""
-    try:
-        yield
-    except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
-        raise _retriable(UpstreamTimeout(f"{provider}: timed out connecting to the upstream")) from exc
-    except aiohttp.ClientConnectorError as exc:
-        reason = exc.os_error.strerror or "refused"
-        raise _retriable(UpstreamError(f"{provider}: cannot connect to the upstream ({reason})")) from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise _retriable(UpstreamError(f"{provider}: the upstream closed the connection")) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamError(f"{provider}: the upstream response was cut off") from exc
-    except aiohttp.ClientResponseError as exc:
-        raise UpstreamError(f"{provider}: the upstream sent an invalid HTTP response") from exc
-    except aiohttp.ClientError as exc:
+class transport_errors:
+    """Translate aiohttp's exceptions into chatd's, never echoing headers (keys live there).
+
+        with transport_errors("openrouter"):
+            response = await upstreams.post("openrouter", payload)
+    """
+
+    __slots__ = ("provider",)
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None or not isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
+            return
+        provider = self.provider
+        if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+            raise _retriable(UpstreamTimeout(f"{provider}: timed out connecting to the upstream")) from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or "refused"
+            raise _retriable(UpstreamError(f"{provider}: cannot connect to the upstream ({reason})")) from exc
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            raise _retriable(UpstreamError(f"{provider}: the upstream closed the connection")) from exc
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            raise UpstreamError(f"{provider}: the upstream response was cut off") from exc
+        if isinstance(exc, aiohttp.ClientResponseError):
+            raise UpstreamError(f"{provider}: the upstream sent an invalid HTTP response") from exc
         raise UpstreamError(f"{provider}: upstream connection failed ({type(exc).__name__})") from exc
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError, upstream_error_message
-from ..streams import Chunk, LineSplitter
+from ..streams import Chunk, Chunks, LineSplitter
 
 Reader = Callable[[dict], "tuple[str, str, list | None]"]
 """Reads (content, thinking, tool_calls) out of one Ollama reply object or stream line."""
@@ -103,7 +103,7 @@ class OllamaStreamDecoder:
 
     __slots__ = (
         "_lines", "_read", "_include_usage", "_id", "_created", "_model", "_started", "_tools",
-        "done", "failure", "prompt_tokens", "completion_tokens", "finish_reason",
+        "_text_model", "_text_head", "_text_tail", "done", "failure", "prompt_tokens", "completion_tokens", "finish_reason",
     )
 
     def __init__(self, include_usage: bool, read: Reader) -> None:
@@ -115,14 +115,16 @@ class OllamaStreamDecoder:
         self._model = ""
         self._started = False
         self._tools = 0
+        self._text_model: str | None = None
+        self._text_head = self._text_tail = b""
         self.done = False
         self.failure: UpstreamStreamError | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finish_reason: str | None = None
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        chunks: list[Chunk] = []
+    def feed(self, data: bytes) -> Chunks:
+        chunks = Chunks()
         for line in self._lines.feed(data):
             if self.done or self.failure:
                 break  # nothing after the done line counts
@@ -132,8 +134,8 @@ class OllamaStreamDecoder:
                 self.failure = exc  # the chunks before it are still delivered
         return chunks
 
-    def close(self) -> list[Chunk]:
-        chunks: list[Chunk] = []
+    def close(self) -> Chunks:
+        chunks = Chunks()
         if self.failure:
             raise self.failure
         for line in self._lines.close():
@@ -160,6 +162,10 @@ class OllamaStreamDecoder:
         if model and isinstance(model, str):
             self._model = model
         content, thinking, calls = self._read(obj)
+        if self._started and not thinking and not calls and obj.get("done") is not True:
+            if content:
+                chunks.append(self._text(content))
+            return
         if thinking:
             chunks.append(self._chunk(self._delta("reasoning", thinking)))
         if content:
@@ -189,6 +195,15 @@ class OllamaStreamDecoder:
         if self._include_usage:
             data["usage"] = None
         return Chunk(data=data)
+
+    def _text(self, content: str) -> Chunk:
+        """The common chunk, a piece of text, as bytes around the text: what `_chunk` would dump."""
+        if self._text_model != self._model:
+            self._text_model = self._model
+            head = self._chunk({"content": ""}).sse
+            cut = head.index(b'"content":""') + len(b'"content":')
+            self._text_head, self._text_tail = head[:cut], head[cut + 2:]
+        return Chunk(sse=self._text_head + orjson.dumps(content) + self._text_tail)
 
     def _finish(self, obj: dict, chunks: list[Chunk]) -> None:
         self.done = True

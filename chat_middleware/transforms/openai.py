@@ -13,12 +13,11 @@ import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError, from_upstream_status, upstream_error_message
 from ..shapes import count, encode_request
-from ..streams import Chunk, SSESplitter
+from ..streams import Chunk, Chunks, SSESplitter
 
 if TYPE_CHECKING:
     from ..config import ProviderConfig
 
-_NULL_USAGE = (b'"usage":null', b'"usage": null')
 
 
 class OpenAIPassthrough:
@@ -78,10 +77,16 @@ class OpenAIStreamDecoder:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        return self._chunks(self._sse.feed(data))
+    def feed(self, data: bytes) -> Chunks:
+        payloads = self._sse.canonical(data)
+        if payloads is None:
+            return self._chunks(self._sse.feed(data))
+        if self.done or self.failure or b'"error"' in data or b"[DONE]" in data \
+                or data.count(b'"usage"') != data.count(b'"usage":null'):
+            return self._chunks(payloads)
+        return Chunks(map(Chunk, payloads), data)  # nothing to read, end or hide: forward as is
 
-    def close(self) -> list[Chunk]:
+    def close(self) -> Chunks:
         chunks = self._chunks(self._sse.close())
         if self.failure:
             raise self.failure
@@ -89,8 +94,8 @@ class OpenAIStreamDecoder:
             raise UpstreamStreamError("upstream stream ended before [DONE]")
         return chunks
 
-    def _chunks(self, payloads: list[bytes]) -> list[Chunk]:
-        chunks = []
+    def _chunks(self, payloads: list[bytes]) -> Chunks:
+        chunks = Chunks()
         for payload in payloads:
             if self.done or self.failure:
                 break  # OpenCode Zen may append a cost chunk after [DONE]
@@ -98,13 +103,14 @@ class OpenAIStreamDecoder:
                 self.done = True
                 break
             chunk = Chunk(payload)
-            if b'"error"' in payload or b'"finish_reason":"error"' in payload:
+            if b'"error"' in payload:  # also matches "finish_reason":"error"
                 try:
                     self._raise_on_error(chunk)
                 except UpstreamError as exc:
                     self.failure = exc  # the chunks before it are still delivered
                     break
-            if b'"usage"' in payload and not any(n in payload for n in _NULL_USAGE):
+            usage = payload.find(b'"usage"') + 7  # OpenAI sends `"usage":null` on every chunk
+            if usage > 6 and not (payload.startswith(b":null", usage) or payload.startswith(b": null", usage)):
                 if self._read_usage(chunk.data) and not self._include_usage:
                     continue
             chunks.append(chunk)
