@@ -60,5 +60,6 @@ async def send_json(send: Send, data: object, status: int = 200, headers: Header
     await send_body(send, status, orjson.dumps(data), [JSON, *headers])
 
 
-async def send_error(send: Send, error: RequestError, headers: Headers = ()) -> None:
-    await send_body(send, error.status, error.json(), [JSON, *error.headers(), *headers])
+async def send_error(send: Send, error: RequestError, headers: Headers = (), body: bytes | None = None) -> None:
+    """An error response; `body` replaces the OpenAI error shape (Ollama clients read another)."""
+    await send_body(send, error.status, error.json() if body is None else body, [JSON, *error.headers(), *headers])

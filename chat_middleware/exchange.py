@@ -89,4 +89,4 @@ class Exchange:
             await self.send({"type": "http.response.body", "body": self.renderer.stream_error(error),
                              "more_body": False})
         else:
-            await send_error(self.send, error, self.head)
+            await send_error(self.send, error, self.head, self.renderer.error_body(error))

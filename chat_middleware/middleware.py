@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 from .asgi import JSON, ClientGone, read_body, send_body, send_error, send_json
 from .config import Config, load_config
 from .errors import BadRequest, ChatdError, MethodNotAllowed, NotFound, RequestError, Unauthorized, redact
+from .inbound import ollama_api
 from .render import NativeRenderer, OpenAIRenderer
 from .runtime import Runtime
 from .shapes import check_completion, native_to_openai, parse_json_object
@@ -34,6 +35,7 @@ log = logging.getLogger("chatd")
 
 PREFIX = "/v1/chat"
 HEALTH = PREFIX + "/health"
+OLLAMA_API = PREFIX + "/api/"
 Handler = Callable[[Runtime, Scope, Receive, Send], Awaitable[None]]
 _OPENAI = OpenAIRenderer()
 
@@ -65,6 +67,10 @@ class ChatMiddleware:
             ("GET", PREFIX + "/providers"): self.providers,
             ("GET", PREFIX + "/resolve"): self.resolve,
             ("GET", HEALTH): self.health,
+            ("POST", PREFIX + "/api/chat"): ollama_api.chat,
+            ("POST", PREFIX + "/api/generate"): ollama_api.generate,
+            ("GET", PREFIX + "/api/tags"): ollama_api.tags,
+            ("GET", PREFIX + "/api/version"): ollama_api.version,
         }
         self._own_paths: set[str] = set()
         if serve_v1_models:  # standalone: clients whose base URL is …/v1 list models here
@@ -171,18 +177,20 @@ class ChatMiddleware:
                 allowed = [method for method, route in self._routes if route == path]
                 if allowed:
                     error = MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {', '.join(allowed)}")
-                    await send_error(send, error, [(b"allow", ", ".join(allowed).encode())])
+                    await send_error(send, error, [(b"allow", ", ".join(allowed).encode())], _error_body(path, error))
                     return
                 raise NotFound(f"no such endpoint: {path}")
             await handler(runtime, scope, receive, send)
         except ClientGone:
             pass
         except RequestError as exc:
-            await send_error(send, redact(exc, runtime.secrets))
+            failure = redact(exc, runtime.secrets)
+            await send_error(send, failure, body=_error_body(path, failure))
         except Exception:
             log.exception("unexpected error serving %s %s", scope["method"], path)
             try:
-                await send_error(send, RequestError("internal error in chatd"))
+                internal = RequestError("internal error in chatd")
+                await send_error(send, internal, body=_error_body(path, internal))
             except Exception:  # the response had already started
                 pass
 
@@ -245,6 +253,11 @@ def _authorize(scope: Scope, keys: frozenset[str]) -> None:
         valid |= hmac.compare_digest(token.strip(), key.encode())
     if scheme.lower() != b"bearer" or not valid:
         raise Unauthorized("a valid 'Authorization: Bearer <key>' header is required")
+
+
+def _error_body(path: str, error: RequestError) -> bytes | None:
+    """Ollama clients read `{"error": "…"}` under /api/; every other path answers in the OpenAI shape."""
+    return ollama_api.error_body(error) if path.startswith(OLLAMA_API) else None
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -7,6 +7,7 @@ little state a stream needs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -19,6 +20,18 @@ from .types import Headers
 
 if TYPE_CHECKING:
     from .routing import Target
+
+
+def first_choices(chunks: list[Chunk]) -> Iterator[dict]:
+    """Each chunk's first choice, skipping usage-only and empty chunks."""
+    for chunk in chunks:
+        try:
+            data = chunk.data
+        except orjson.JSONDecodeError:
+            raise UpstreamStreamError("upstream sent a stream chunk that is not JSON") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            yield choices[0]
 
 
 class Renderer(Protocol):
@@ -35,6 +48,10 @@ class Renderer(Protocol):
 
     def stream_error(self, error: RequestError) -> bytes: ...
 
+    def error_body(self, error: RequestError) -> bytes:
+        """Body of an error answered before the response began (its status is the error's)."""
+        ...
+
 
 class SSERenderer:
     """What every SSE answer shares: its headers, and the event that ends a failed stream."""
@@ -47,6 +64,9 @@ class SSERenderer:
 
     def stream_error(self, error: RequestError) -> bytes:
         return b"data: " + error.json() + b"\n\n"
+
+    def error_body(self, error: RequestError) -> bytes:
+        return error.json()
 
 
 class OpenAIRenderer(SSERenderer):
@@ -99,17 +119,10 @@ class NativeRenderer(SSERenderer):
 
     def chunks(self, chunks: Chunks) -> bytes:
         events = []
-        for chunk in chunks:
-            try:
-                data = chunk.data
-            except orjson.JSONDecodeError:
-                raise UpstreamStreamError("upstream sent a stream chunk that is not JSON") from None
-            choices = data.get("choices") if isinstance(data, dict) else None
-            if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-                continue  # usage-only or empty chunk
-            delta = choices[0].get("delta")
+        for choice in first_choices(chunks):
+            delta = choice.get("delta")
             content = delta.get("content") if isinstance(delta, dict) else None
-            finish_reason = choices[0].get("finish_reason")
+            finish_reason = choice.get("finish_reason")
             if isinstance(content, str) and content:
                 events.append(b'data: {"delta":' + orjson.dumps(content) + b"}\n\n")
             if isinstance(finish_reason, str):
