@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .routing import Target
 
 
-def first_choices(chunks: list[Chunk]) -> Iterator[dict]:
+def first_choices(chunks: Chunks) -> Iterator[dict]:
     """Each chunk's first choice, skipping usage-only and empty chunks."""
     for chunk in chunks:
         try:

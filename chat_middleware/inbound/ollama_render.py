@@ -17,7 +17,7 @@ import orjson
 from ..errors import RequestError, UpstreamError
 from ..render import first_choices
 from ..shapes import completion_text
-from ..streams import Chunk, StreamDecoder
+from ..streams import Chunks, StreamDecoder
 from ..types import Headers
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class OllamaChatRenderer:
         final = _final(finish_reason, latency_ms, tokens_in, tokens_out)
         return orjson.dumps(self.piece(content, thinking, calls) | final)
 
-    def chunks(self, chunks: list[Chunk]) -> bytes:
+    def chunks(self, chunks: Chunks) -> bytes:
         lines = []
         for choice in first_choices(chunks):
             delta = choice.get("delta")
