@@ -237,23 +237,24 @@ async def _stream(
     content = response.content
     while data := await content.readany():
         guard.chunk()
+        if exchange.finished:
+            continue  # after the end, read to EOF so the connection can be reused
         chunks = decoder.feed(data)
-        if chunks and not exchange.finished:
+        if decoder.done:  # the last chunks and the end go out together
+            await _finish(decoder, renderer, exchange, attempt, renderer.chunks(chunks) if chunks else b"")
+        elif chunks:
             started = exchange.response_started or has_content(chunks)
             await exchange.body(renderer.chunks(chunks), content=started)
         if decoder.failure is not None:
             raise decoder.failure
-        if decoder.done and not exchange.finished:
-            await _finish(decoder, renderer, exchange, attempt)
-        # after the end, keep reading to EOF so the connection can be reused
     chunks = decoder.close()
     if not exchange.finished:
-        if chunks:
-            await exchange.body(renderer.chunks(chunks), content=False)
-        await _finish(decoder, renderer, exchange, attempt)
+        await _finish(decoder, renderer, exchange, attempt, renderer.chunks(chunks) if chunks else b"")
 
 
-async def _finish(decoder: StreamDecoder, renderer: Renderer, exchange: Exchange, attempt: Attempt) -> None:
+async def _finish(
+    decoder: StreamDecoder, renderer: Renderer, exchange: Exchange, attempt: Attempt, last: bytes
+) -> None:
     attempt.tokens_in = decoder.prompt_tokens
     attempt.tokens_out = decoder.completion_tokens
-    await exchange.body(renderer.finish(decoder, exchange.latency_ms()), more=False)
+    await exchange.body(last + renderer.finish(decoder, exchange.latency_ms()), more=False)

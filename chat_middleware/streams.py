@@ -120,20 +120,29 @@ class SSESplitter:
         self._tail = b""
         self._data: list[bytes] = []
 
-    def canonical(self, data: bytes) -> list[bytes] | None:
-        """The payloads of `data` when it is whole events framed exactly as chatd frames them.
+    def canonical(self, data: bytes) -> tuple[list[bytes], bytes] | None:
+        """The payloads of the whole events `data` completes, and those events' bytes, when
+        they are framed exactly as chatd frames them (`data: {…}\\n\\n`, once or more).
 
-        That is what almost every read of a token stream holds (`data: {…}\\n\\n`,
-        once or several times), so the caller can forward `data` itself. None
-        when the general path (`feed`) is needed: a partial event, another
-        field, a comment, CR line ends or a multi-line event.
+        That is what almost every read of a token stream holds, so the caller
+        can forward the bytes as they came. An unfinished last event is kept
+        for the next read. None, with nothing consumed, when the general path
+        (`feed`) is needed: another field, a comment, CR line ends, a multi-line event.
         """
-        if self._tail or self._data or data[:6] != b"data: " or data[-2:] != b"\n\n" or b"\r" in data:
+        if self._data:
             return None
-        payloads = data[6:-2].split(b"\n\ndata: ")
-        if data.count(b"\n") != 2 * len(payloads):
+        buffer = self._tail + data if self._tail else data
+        end = buffer.rfind(b"\n\n") + 2
+        if end < 2 or buffer[:6] != b"data: ":
             return None
-        return payloads
+        events = buffer[:end] if end < len(buffer) else buffer
+        if b"\r" in events:
+            return None
+        payloads = events[6:-2].split(b"\n\ndata: ")
+        if events.count(b"\n") != 2 * len(payloads):
+            return None
+        self._tail = buffer[end:]
+        return payloads, events
 
     def feed(self, data: bytes) -> list[bytes]:
         if self._tail:

@@ -78,13 +78,14 @@ class OpenAIStreamDecoder:
         self.completion_tokens = 0
 
     def feed(self, data: bytes) -> Chunks:
-        payloads = self._sse.canonical(data)
-        if payloads is None:
+        canonical = self._sse.canonical(data)
+        if canonical is None:
             return self._chunks(self._sse.feed(data))
-        if self.done or self.failure or b'"error"' in data or b"[DONE]" in data \
-                or data.count(b'"usage"') != data.count(b'"usage":null'):
+        payloads, events = canonical
+        if self.done or self.failure or b'"error"' in events or b"[DONE]" in events \
+                or events.count(b'"usage"') != events.count(b'"usage":null'):
             return self._chunks(payloads)
-        return Chunks(map(Chunk, payloads), data)  # nothing to read, end or hide: forward as is
+        return Chunks(map(Chunk, payloads), events)  # nothing to read, end or hide: forward as is
 
     def close(self) -> Chunks:
         chunks = self._chunks(self._sse.close())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chat_middleware.config import ProviderConfig
 from chat_middleware.errors import UpstreamError, UpstreamRateLimited, UpstreamStreamError
+from chat_middleware.render import OpenAIRenderer
 from chat_middleware.transforms.openai import OpenAIPassthrough
 
 OPENAI = OpenAIPassthrough()
@@ -115,3 +118,30 @@ def test_crlf_line_endings_and_multi_line_data():
     decoder = OPENAI.decoder(include_usage=False)
     chunks = decoder.feed(b'data: {"id":"c",\r\ndata: "choices":[]}\r\n\r\ndata: [DONE]\r\n\r\n')
     assert [c.data for c in chunks] == [{"id": "c", "choices": []}]
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=12), include_usage=st.booleans(),
+       comment=st.booleans())
+def test_any_split_of_a_stream_renders_the_same_bytes(cuts, include_usage, comment):
+    """Reads that hold whole events go out as they came; every other split gives the same answer."""
+    usage = {"prompt_tokens": 24, "completion_tokens": 20, "total_tokens": 44}
+    content = [chunk(f"tok{i} \\n\"q\"", usage=None) for i in range(20)] + [chunk(finish="stop")]
+    usage_chunk = chunk(usage=usage)
+    stream = b"".join(content[:10]) + (b": keep-alive\n\n" if comment else b"") + b"".join(content[10:]) \
+        + usage_chunk + b"data: [DONE]\n\n"
+    decoder, renderer = OPENAI.decoder(include_usage), OpenAIRenderer()
+    out, start = [], 0
+    for cut in sorted({c % len(stream) for c in cuts}) + [len(stream)]:
+        out.append(renderer.chunks(decoder.feed(stream[start:cut])))
+        start = cut
+    out.append(renderer.chunks(decoder.close()))
+    assert b"".join(out) == b"".join(content) + (usage_chunk if include_usage else b"")
+    assert (decoder.prompt_tokens, decoder.completion_tokens, decoder.done) == (24, 20, True)
+
+
+def test_whole_events_with_nothing_to_read_are_forwarded_as_the_same_bytes():
+    decoder = OPENAI.decoder(include_usage=False)
+    read = chunk("a") + chunk("b")
+    assert decoder.feed(read + chunk("c")[:9]).sse == read  # the unfinished event waits for its end
+    assert decoder.feed(chunk("c")[9:]).sse == chunk("c")
