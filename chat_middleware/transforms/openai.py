@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 
 
 
+def _carries_usage(payload: bytes) -> bool:
+    """A `usage` that is not null (OpenAI sends `"usage":null` on every chunk before the last)."""
+    at = payload.find(b'"usage"') + 7
+    return at > 6 and not (payload.startswith(b":null", at) or payload.startswith(b": null", at))
+
+
+def _needs_reading(payload: bytes) -> bool:
+    return payload == b"[DONE]" or b'"error"' in payload or _carries_usage(payload)
+
+
 class OpenAIPassthrough:
     name = "openai"
     path = "/chat/completions"
@@ -82,10 +92,22 @@ class OpenAIStreamDecoder:
         if canonical is None:
             return self._chunks(self._sse.feed(data))
         payloads, events = canonical
-        if self.done or self.failure or b'"error"' in events or b"[DONE]" in events \
+        if self.done or self.failure:
+            return self._chunks(payloads)
+        # Forward the events as they came, up to the last few that need reading
+        # (usage, [DONE], an error): those are read one by one.
+        plain = len(payloads)
+        while plain and _needs_reading(payloads[plain - 1]):
+            plain -= 1
+        if plain < len(payloads):
+            events = events[:len(events) - sum([len(p) + 8 for p in payloads[plain:]])]  # data: …\n\n
+        if b'"error"' in events or b"data: [DONE]\n" in events \
                 or events.count(b'"usage"') != events.count(b'"usage":null'):
             return self._chunks(payloads)
-        return Chunks(map(Chunk, payloads), events)  # nothing to read, end or hide: forward as is
+        if plain == len(payloads):
+            return Chunks(map(Chunk, payloads), events)
+        last = self._chunks(payloads[plain:])
+        return Chunks([*map(Chunk, payloads[:plain]), *last], events + b"".join([c.sse for c in last]))
 
     def close(self) -> Chunks:
         chunks = self._chunks(self._sse.close())
@@ -110,10 +132,8 @@ class OpenAIStreamDecoder:
                 except UpstreamError as exc:
                     self.failure = exc  # the chunks before it are still delivered
                     break
-            usage = payload.find(b'"usage"') + 7  # OpenAI sends `"usage":null` on every chunk
-            if usage > 6 and not (payload.startswith(b":null", usage) or payload.startswith(b": null", usage)):
-                if self._read_usage(chunk.data) and not self._include_usage:
-                    continue
+            if _carries_usage(payload) and self._read_usage(chunk.data) and not self._include_usage:
+                continue
             chunks.append(chunk)
         return chunks
 
