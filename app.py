@@ -5,10 +5,9 @@ Reads $LAKEHOUSE_CONFIG, else ./lakehouse.toml.
 
 from __future__ import annotations
 
-import logging
-
+from chat_middleware.logs import configure as configure_logging
 from chat_middleware.standalone import create_app
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+configure_logging()
 
 app = create_app()

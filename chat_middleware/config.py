@@ -108,6 +108,7 @@ class Config:
     api_keys_env: str = ""
     client_keys: frozenset[str] = field(default=frozenset(), repr=False)
     chatd_url: str = ""
+    log_bodies: bool = False
 
     @property
     def registered(self) -> list[ProviderConfig]:
@@ -152,6 +153,7 @@ CHATD_KEYS = {
     "providers": _TABLE,
     "routes": ((list,), "an array of tables"),
     "api_keys_env": _STR,
+    "log_bodies": _BOOL,
     **_TIMEOUT_KEYS,
     **{key: _RESILIENCE_TYPES.get(key, _NUMBER) for key in _RESILIENCE_KEYS},
 }
@@ -351,6 +353,7 @@ def parse_config(
         api_keys_env=api_keys_env,
         client_keys=client_keys,
         chatd_url=chatd_url.rstrip("/"),
+        log_bodies=chatd.get("log_bodies", False),
     )
 
 

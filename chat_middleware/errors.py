@@ -37,6 +37,8 @@ class RequestError(ChatdError):
     status = 500
     type = "server_error"
     code: str | None = None
+    kind = "request"
+    """What telemetry, metrics and the access log call it; upstream failures name their own."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)

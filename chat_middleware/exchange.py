@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from time import perf_counter
 
+from .access import Call
 from .asgi import send_error
 from .errors import RequestError
 from .render import Renderer
@@ -22,7 +23,7 @@ class Attempt:
     __slots__ = ("stats", "started_at", "recorded", "tokens_in", "tokens_out")
 
     def __init__(self, stats: ProviderStats) -> None:
-        stats.in_flight += 1
+        Telemetry.started(stats)
         self.stats = stats
         self.started_at = perf_counter()
         self.recorded = False
@@ -39,12 +40,13 @@ class Attempt:
 class Exchange:
     """What the client has been sent so far; telemetry is written before its last byte."""
 
-    __slots__ = ("send", "renderer", "head", "held", "attempt", "attempts", "started_at", "response_started",
-                 "finished")
+    __slots__ = ("send", "renderer", "call", "head", "held", "attempt", "attempts", "started_at",
+                 "response_started", "finished")
 
-    def __init__(self, send: Send, renderer: Renderer) -> None:
+    def __init__(self, send: Send, renderer: Renderer, call: Call) -> None:
         self.send = send
         self.renderer = renderer
+        self.call = call
         self.head: Headers = []
         self.held: list[bytes] = []
         self.attempt: Attempt | None = None
@@ -71,6 +73,8 @@ class Exchange:
                     self.held.append(data)
                 return
             self.response_started = True
+            self.call.status = 200
+            self.call.first_byte()
             await self.send({"type": "http.response.start", "status": 200, "headers": [*headers, *self.head]})
             if self.held:
                 data, self.held = b"".join(self.held) + data, []
@@ -85,8 +89,10 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        self.call.error = error.kind
         if self.response_started:
             await self.send({"type": "http.response.body", "body": self.renderer.stream_error(error),
                              "more_body": False})
         else:
+            self.call.status = error.status
             await send_error(self.send, error, self.head, self.renderer.error_body(error))

@@ -21,6 +21,7 @@ from time import monotonic
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs
 
+from .access import CLIENT_LEFT, REQUEST_ID, Call, request_id
 from .asgi import JSON, ClientGone, read_body, send_body, send_error, send_json
 from .config import Config, load_config
 from .errors import BadRequest, ChatdError, MethodNotAllowed, NotFound, RequestError, Unauthorized, redact
@@ -28,15 +29,19 @@ from .inbound import ollama_api
 from .render import NativeRenderer, OpenAIRenderer
 from .runtime import Runtime
 from .shapes import check_completion, native_to_openai, parse_json_object
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, exposition, process_exiting
 from .telemetry import Telemetry
-from .types import ASGIApp, Receive, Scope, Send
+from .types import ASGIApp, Headers, Receive, Scope, Send
 
 log = logging.getLogger("chatd")
 
 PREFIX = "/v1/chat"
 HEALTH = PREFIX + "/health"
 OLLAMA_API = PREFIX + "/api/"
-Handler = Callable[[Runtime, Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[[Runtime, Call, Scope, Receive, Send], Awaitable[None]]
+METRICS = PREFIX + "/metrics"
+UNLOGGED = frozenset({HEALTH, METRICS})
+"""Paths polled by machines (balancers, Prometheus): counted in metrics, not written to the access log."""
 _OPENAI = OpenAIRenderer()
 
 
@@ -67,6 +72,7 @@ class ChatMiddleware:
             ("GET", PREFIX + "/providers"): self.providers,
             ("GET", PREFIX + "/resolve"): self.resolve,
             ("GET", HEALTH): self.health,
+            ("GET", METRICS): self.metrics,
             ("POST", PREFIX + "/api/chat"): ollama_api.chat,
             ("POST", PREFIX + "/api/generate"): ollama_api.generate,
             ("GET", PREFIX + "/api/tags"): ollama_api.tags,
@@ -108,6 +114,7 @@ class ChatMiddleware:
                 self._start_watching()
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
+                process_exiting()
             return message
 
         return lifespan_receive
@@ -162,11 +169,12 @@ class ChatMiddleware:
     # ----- dispatch
 
     async def _handle(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        if runtime.forwarder is not None:  # remote mode: the standalone chatd logs and counts
+            await runtime.forwarder(scope, receive, send)
+            return
         path = scope["path"].rstrip("/") or "/"
+        call = Call(request_id(scope["headers"]), scope["method"], path)
         try:
-            if runtime.forwarder is not None:
-                await runtime.forwarder(scope, receive, send)
-                return
             if not self._started:  # a server that sends no lifespan events
                 runtime.open()
                 self._start_watching()
@@ -177,44 +185,52 @@ class ChatMiddleware:
                 allowed = [method for method, route in self._routes if route == path]
                 if allowed:
                     error = MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {', '.join(allowed)}")
-                    await send_error(send, error, [(b"allow", ", ".join(allowed).encode())], _error_body(path, error))
+                    await self._refuse(call, send, error, [(b"allow", ", ".join(allowed).encode())])
                     return
                 raise NotFound(f"no such endpoint: {path}")
-            await handler(runtime, scope, receive, send)
+            await handler(runtime, call, scope, receive, send)
+            if not call.status:
+                call.status = 200
         except ClientGone:
-            pass
+            call.status = CLIENT_LEFT
         except RequestError as exc:
-            failure = redact(exc, runtime.secrets)
-            await send_error(send, failure, body=_error_body(path, failure))
+            await self._refuse(call, send, redact(exc, runtime.secrets))
         except Exception:
             log.exception("unexpected error serving %s %s", scope["method"], path)
             try:
-                internal = RequestError("internal error in chatd")
-                await send_error(send, internal, body=_error_body(path, internal))
+                await self._refuse(call, send, RequestError("internal error in chatd"))
             except Exception:  # the response had already started
                 pass
+        finally:
+            call.finished(logged=path not in UNLOGGED)
+
+    @staticmethod
+    async def _refuse(call: Call, send: Send, error: RequestError, headers: Headers = ()) -> None:
+        """An error answer before any upstream was asked, with the request's id."""
+        call.status = error.status
+        call.error = error.kind
+        await send_error(send, error, [*headers, (REQUEST_ID, call.request_id)], _error_body(call.path, error))
 
     # ----- endpoints
 
-    async def chat_completions(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    async def chat_completions(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive,
+                               send: Send) -> None:
         """OpenAI Chat Completions, stream and non-stream, for every provider."""
         body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
-        resolution = runtime.router.resolve(body.get("model"))
-        resolution.served()
+        resolution = runtime.route(body.get("model"), call, body)
         check_completion(body)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        await runtime.relay.run(body, resolution.chain, _OPENAI, include_usage, receive, send)
+        await runtime.relay.run(body, resolution.chain, _OPENAI, include_usage, receive, send, call)
 
-    async def native_chat(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    async def native_chat(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         """chatd's native shape (DESIGN §3)."""
         body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
-        resolution = runtime.router.resolve(body.get("model"))
-        resolution.served()
+        resolution = runtime.route(body.get("model"), call, body)
         request = native_to_openai(body)
-        await runtime.relay.run(request, resolution.chain, NativeRenderer(), False, receive, send)
+        await runtime.relay.run(request, resolution.chain, NativeRenderer(), False, receive, send, call)
 
-    async def providers(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    async def providers(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         now = monotonic()
         listed = []
         for p in runtime.config.registered:
@@ -223,21 +239,23 @@ class ChatMiddleware:
                            "available": cooldown == 0, "cooldown_s": round(cooldown, 1)})
         await send_json(send, {"providers": listed})
 
-    async def resolve(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    async def resolve(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         """Dry run: where a model would go, with the same 400/404 as a real call."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         models = query.get("model")
         if not models:
             raise BadRequest("query parameter 'model' is required")
-        resolution = runtime.router.resolve(models[0])
-        resolution.served()
-        await send_json(send, resolution.as_dict())
+        await send_json(send, runtime.route(models[0], call).as_dict())
 
-    async def models(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    async def models(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, runtime.models, [JSON])
 
-    async def health(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    async def health(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, {"status": "ok", "providers": len(runtime.config.registered)})
+
+    async def metrics(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+        """Prometheus text: every worker's counts when PROMETHEUS_MULTIPROC_DIR is shared."""
+        await send_body(send, 200, exposition(), [(b"content-type", METRICS_CONTENT_TYPE)])
 
 
 def _authorize(scope: Scope, keys: frozenset[str]) -> None:

@@ -16,14 +16,16 @@ from time import monotonic
 import aiohttp
 import orjson
 
+from .access import CLIENT_LEFT, REQUEST_ID, Call
 from .asgi import JSON, header_value
 from .config import Config, ProviderConfig, Timeouts
 from .errors import (
-    ProviderBusy, ProviderNotRegistered, RequestError, UpstreamError, UpstreamTimeout, from_upstream_status,
-    redact,
+    ProviderBusy, ProviderNotRegistered, RequestError, UpstreamError, UpstreamRejected, UpstreamTimeout,
+    from_upstream_status, redact,
 )
 from .exchange import Attempt, Exchange
 from .guard import DISCONNECT, Guard
+from .metrics import fell_back
 from .render import Renderer
 from .resilience import cooling, note_failure, note_success, retry_delay
 from .routing import Target
@@ -35,8 +37,6 @@ from .types import Receive, Send
 from .upstream import Upstreams, transport_errors
 
 log = logging.getLogger("chatd")
-
-CLIENT_GONE = 499
 
 
 class ClientLeft(Exception):
@@ -81,17 +81,24 @@ class Relay:
 
     async def run(
         self, body: dict, chain: tuple[Target, ...], renderer: Renderer, include_usage: bool,
-        receive: Receive, send: Send,
+        receive: Receive, send: Send, call: Call,
     ) -> None:
-        exchange = Exchange(send, renderer)
+        """Answer `body` from the first entry of `chain` that can, filling in `call` on the way."""
+        exchange = Exchange(send, renderer, call)
+        call.stream = body.get("stream") is True
         guard = Guard(receive)
         guard.start()
         try:
             error = await self._serve(body, chain, renderer, include_usage, exchange, guard)
         except ClientLeft:
             error = None
+            if not exchange.finished:
+                call.status = CLIENT_LEFT
         finally:
             guard.stop()
+            call.attempts = exchange.attempts
+            if exchange.attempt is not None:
+                call.tokens_in, call.tokens_out = exchange.attempt.tokens_in, exchange.attempt.tokens_out
         if error is not None and not exchange.finished:
             log.warning("%r: %d %r (after %d attempt(s))", body.get("model"), error.status, error.message,
                         exchange.attempts)
@@ -105,6 +112,7 @@ class Relay:
         stream = body.get("stream") is True
         skipped: RequestError | None = None
         failed: RequestError | None = None
+        failed_at = ""
         for index, target in enumerate(chain):
             if not target.registered:
                 skipped = ProviderNotRegistered(
@@ -124,6 +132,7 @@ class Relay:
                 continue
             if failed is not None:
                 stats.fallbacks += 1
+                fell_back(failed_at, provider.name)
             transform = self._transforms[provider.name]
             payload = transform.build(body, target.upstream_model, provider, stream)
             tries = 0
@@ -134,15 +143,16 @@ class Relay:
                 if error is None:
                     note_success(stats)
                     return None
-                note_failure(stats, policy, monotonic())
+                if isinstance(error, UpstreamError) and not isinstance(error, UpstreamRejected):
+                    note_failure(stats, policy, monotonic())  # the provider's fault, not the request's
                 if exchange.response_started or not isinstance(error, UpstreamError):
                     return error  # too late, or the client's own fault: nowhere else to go
-                failed = error
+                failed, failed_at = error, provider.name
                 delay = retry_delay(error, tries, policy)
                 if delay is None:
                     break
                 tries += 1
-                stats.retries += 1
+                Telemetry.retried(stats)
                 await _pause(delay, guard)
             if not failed.fallback:
                 return failed
@@ -156,15 +166,18 @@ class Relay:
         attempt = exchange.attempt = Attempt(self._telemetry.providers[provider.name])
         exchange.attempts += 1
         exchange.held.clear()
+        call = exchange.call
+        call.provider, call.upstream_model = provider.name, target.upstream_model
         exchange.head = [
             self._provider_headers[provider.name],
             (b"x-chatd-model", header_value(target.upstream_model)),
             (b"x-chatd-attempts", str(exchange.attempts).encode()),
+            (REQUEST_ID, call.request_id),
         ]
         guard.arm(provider.timeouts)
         try:
             with transport_errors(provider.name):
-                response = await self._upstreams.post(provider.name, payload)
+                response = await self._upstreams.post(provider.name, payload, call.request_id)
                 try:
                     guard.chunk()
                     if response.status >= 400:
@@ -181,10 +194,10 @@ class Relay:
         except asyncio.CancelledError:
             reason = guard.claim()
             if reason is None:
-                attempt.record(CLIENT_GONE, "cancelled")
+                attempt.record(CLIENT_LEFT, "cancelled")
                 raise
             if reason == DISCONNECT:
-                attempt.record(CLIENT_GONE, "client_gone")
+                attempt.record(CLIENT_LEFT, "client_gone")
                 if exchange.finished:
                     return None
                 raise ClientLeft from None
@@ -197,8 +210,7 @@ class Relay:
             guard.disarm()
         if exchange.finished:
             return None  # the answer was complete; only the drain after it failed
-        attempt.record(200 if exchange.response_started else error.status,
-                       error.kind if isinstance(error, UpstreamError) else "request")
+        attempt.record(200 if exchange.response_started else error.status, error.kind)
         return error
 
 

@@ -13,10 +13,11 @@ import time
 
 import orjson
 
+from .access import Call
 from .config import Config
 from .forward import Forwarder
 from .relay import Relay
-from .routing import Router
+from .routing import Resolution, Router
 from .telemetry import Telemetry
 from .upstream import Upstreams
 
@@ -38,6 +39,20 @@ class Runtime:
         self.retired = False
         self._closing: asyncio.Task | None = None
         telemetry.ensure(config.providers)
+
+    def route(self, model: object, call: Call, body: dict | None = None) -> Resolution:
+        """Where `model` goes, noted on the call; 400 for a bad name, 404 when no provider can serve it.
+
+        `body` is the request, which the access log carries when `log_bodies` is on.
+        """
+        call.model = model
+        if body is not None and self.config.log_bodies:
+            call.body = body
+        resolution = self.router.resolve(model)
+        if resolution.rule == "tier":
+            call.tier = resolution.model
+        resolution.served()
+        return resolution
 
     def open(self) -> None:
         self.upstreams.open()

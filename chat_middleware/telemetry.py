@@ -1,7 +1,8 @@
 """Per-provider counters kept in process: requests, errors by kind, tokens, latency.
 
 Plain integers and floats updated in place — no locks (one event loop per
-process) and nothing allocated per request but the error-kind key.
+process) and nothing allocated per request but the error-kind key. Upstream
+calls in flight and failures also go to the provider's Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -9,14 +10,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
+from .metrics import ProviderMetrics, for_provider
+
+NOT_UPSTREAM_FAILURES = frozenset({"client_gone", "cancelled"})
+
 
 class ProviderStats:
     """What one provider has done since start-up."""
 
     __slots__ = ("requests", "statuses", "errors", "tokens_in", "tokens_out", "latency_s", "in_flight",
-                 "consecutive_failures", "cooldown_until", "retries", "fallbacks")
+                 "consecutive_failures", "cooldown_until", "retries", "fallbacks", "metrics")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.metrics: ProviderMetrics = for_provider(name)
         self.requests = 0
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
@@ -53,7 +59,13 @@ class Telemetry:
     def ensure(self, providers: Iterable[str]) -> None:
         """Counters for providers a reloaded config added; existing ones carry on."""
         for name in providers:
-            self.providers.setdefault(name, ProviderStats())
+            if name not in self.providers:
+                self.providers[name] = ProviderStats(name)
+
+    @staticmethod
+    def started(stats: ProviderStats) -> None:
+        stats.in_flight += 1
+        stats.metrics.in_flight.inc()
 
     @staticmethod
     def finished(
@@ -61,6 +73,7 @@ class Telemetry:
         error: str | None = None,
     ) -> None:
         stats.in_flight -= 1
+        stats.metrics.in_flight.dec()
         stats.requests += 1
         stats.statuses[status] += 1
         stats.latency_s += latency_s
@@ -68,6 +81,13 @@ class Telemetry:
         stats.tokens_out += tokens_out
         if error is not None:
             stats.errors[error] += 1
+            if error not in NOT_UPSTREAM_FAILURES:
+                stats.metrics.failed(error)
+
+    @staticmethod
+    def retried(stats: ProviderStats) -> None:
+        stats.retries += 1
+        stats.metrics.retries.inc()
 
     def snapshot(self) -> dict[str, dict]:
         return {name: stats.as_dict() for name, stats in self.providers.items()}

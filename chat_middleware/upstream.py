@@ -63,14 +63,14 @@ class Upstreams:
         sessions, self._sessions = self._sessions, {}
         await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
 
-    async def post(self, provider: str, body: bytes) -> aiohttp.ClientResponse:
+    async def post(self, provider: str, body: bytes, request_id: bytes) -> aiohttp.ClientResponse:
         """Send a request; returns once the response head has arrived. Call inside `transport_errors`."""
         session = self._sessions.get(provider)
         if session is None:
             self.open()
             session = self._sessions[provider]
         data = body if len(body) < _LARGE else io.BytesIO(body)  # aiohttp's advice for large bodies
-        return await session.post(self._urls[provider], data=data)
+        return await session.post(self._urls[provider], data=data, headers={"X-Request-Id": request_id.decode()})
 
 
 class transport_errors:

@@ -11,10 +11,15 @@ there is no free-port race; stop() shuts hypercorn down and joins the thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Callable, TypeVar
+
+import httpx
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
@@ -24,6 +29,36 @@ from chat_middleware.standalone import create_app
 from chat_middleware.types import ASGIApp
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn(args: list[str], config_path: Path, **environ: str) -> subprocess.Popen:
+    """A chatd process from the repository root, with no provider keys from this environment."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+    env.update(LAKEHOUSE_CONFIG=str(config_path), **environ)
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def free_port() -> int:
+    """For servers that bind by themselves (a separate process cannot take an fd://)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(process: subprocess.Popen, url: str) -> None:
+    """Until GET /v1/chat/health answers 200; the process's output if it dies first."""
+    for _ in range(200):
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read().decode())
+        try:
+            if httpx.get(url + "/v1/chat/health", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(0.05)
+    raise AssertionError("server did not become healthy")
 
 
 def write_config(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:

@@ -15,8 +15,7 @@ import orjson
 
 from chat_middleware.standalone import create_app
 from tests.fakes import FakeOllama, Reply
-from tests.harness import ASGIServer, ChatdServer
-from tests.test_mount import ROOT, _free_port, _wait_healthy
+from tests.harness import ROOT, ASGIServer, ChatdServer, free_port, wait_healthy
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -85,14 +84,14 @@ def test_a_changed_file_is_picked_up_by_itself(tmp_path, ollama):
 def test_sighup_reloads_the_chatd_process(tmp_path, ollama):
     path = tmp_path / "lakehouse.toml"
     write(path, ollama.url, "ollama/qwen3:4b")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
     process = subprocess.Popen([str(Path(sys.executable).parent / "chatd"), "--config", str(path), "--bind",
                                 f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(process, url)
+        wait_healthy(process, url)
         path.write_text(path.read_text().replace("qwen3:4b", "llama3.2"))
         process.send_signal(signal.SIGHUP)
         assert eventually(lambda: httpx.get(url + "/v1/chat/resolve",

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import orjson
 
 from .. import __version__
+from ..access import Call
 from ..asgi import JSON, read_body, send_body, send_json
 from ..config import Config
 from ..routing import Target
@@ -31,39 +32,38 @@ OLLAMA_TRANSFORMS = frozenset({"ollama_chat", "ollama_generate"})
 _UNLOAD = (0, "0", "0s")
 
 
-async def chat(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+async def chat(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """POST /api/chat."""
-    await _answer(runtime, receive, send, chat_request, OllamaChatRenderer)
+    await _answer(runtime, call, receive, send, chat_request, OllamaChatRenderer)
 
 
-async def generate(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+async def generate(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """POST /api/generate."""
-    await _answer(runtime, receive, send, generate_request, OllamaGenerateRenderer)
+    await _answer(runtime, call, receive, send, generate_request, OllamaGenerateRenderer)
 
 
-async def tags(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+async def tags(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """GET /api/tags: the models of GET /v1/chat/models, in Ollama's shape."""
     await send_body(send, 200, tag_list(runtime.models), [JSON])
 
 
-async def version(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+async def version(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """GET /api/version: chatd's own version."""
     await send_json(send, {"version": __version__})
 
 
 async def _answer(
-    runtime: Runtime, receive: Receive, send: Send, translate: Callable[..., dict | None],
+    runtime: Runtime, call: Call, receive: Receive, send: Send, translate: Callable[..., dict | None],
     renderer_class: type[OllamaChatRenderer],
 ) -> None:
     body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
-    resolution = runtime.router.resolve(body.get("model"))
-    resolution.served()
+    resolution = runtime.route(body.get("model"), call, body)
     request = translate(body, native=speaks_ollama(runtime.config, resolution.chain))
     renderer = renderer_class(body["model"], thinking=body.get("think") is not False)
     if request is None:  # nothing to answer: Ollama would only load (or unload) the model
         await send_body(send, 200, renderer.loaded(body.get("keep_alive") in _UNLOAD), [JSON])
         return
-    await runtime.relay.run(request, resolution.chain, renderer, False, receive, send)
+    await runtime.relay.run(request, resolution.chain, renderer, False, receive, send, call)
 
 
 def speaks_ollama(config: Config, chain: tuple[Target, ...]) -> bool:

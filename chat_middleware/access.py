@@ -1,0 +1,98 @@
+"""One client request, from arrival to its last byte: its id, where it went, what it cost.
+
+The relay fills a `Call` in as the request goes; when it ends, `finished()`
+writes the access-log line (JSON, on the `chatd.access` logger) and the
+request's metrics. Keys never appear: the line holds names, numbers and the
+request id, and the request body only when `[chatd] log_bodies` is on.
+
+    {"request_id": "…", "method": "POST", "path": "/v1/chat/chat/completions", "model": "smart",
+     "tier": "smart", "provider": "openrouter", "upstream_model": "moonshotai/kimi-k2", "stream": true,
+     "status": 200, "attempts": 2, "ttft_ms": 412.5, "latency_ms": 2210.8, "tokens_in": 31, "tokens_out": 240}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from time import perf_counter
+
+import orjson
+
+from .metrics import NO_PROVIDER, for_provider
+
+ACCESS_LOG = logging.getLogger("chatd.access")
+REQUEST_ID = b"x-request-id"
+CLIENT_LEFT = 499
+_VALID_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+
+
+def request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The client's `x-request-id` when it is sane (visible ASCII, at most 128 bytes), else a new one."""
+    for name, value in headers:
+        if name == REQUEST_ID:
+            if _VALID_ID.fullmatch(value):
+                return value
+            break
+    return os.urandom(16).hex().encode()
+
+
+class Call:
+    """What the access log and the metrics say of one request; filled in along the way."""
+
+    __slots__ = ("request_id", "method", "path", "started_at", "model", "tier", "provider", "upstream_model",
+                 "stream", "status", "attempts", "first_byte_s", "tokens_in", "tokens_out", "error", "body")
+
+    def __init__(self, request_id: bytes, method: str, path: str) -> None:
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.started_at = perf_counter()
+        self.model: object = None
+        self.tier: str | None = None
+        self.provider: str | None = None
+        self.upstream_model: str | None = None
+        self.stream = False
+        self.status = 0
+        self.attempts = 0
+        self.first_byte_s: float | None = None
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.error: str | None = None
+        self.body: dict | None = None
+
+    def first_byte(self) -> None:
+        """The answer began: for a stream, its first content reached the client."""
+        if self.first_byte_s is None:
+            self.first_byte_s = perf_counter() - self.started_at
+
+    def finished(self, logged: bool = True) -> None:
+        """Count the request, and log it unless `logged` is False (health checks and scrapes)."""
+        seconds = perf_counter() - self.started_at
+        for_provider(self.provider or NO_PROVIDER).answered(self.status, seconds, self.first_byte_s if self.stream else None,
+                         self.tokens_in, self.tokens_out)
+        if logged and ACCESS_LOG.isEnabledFor(logging.INFO):
+            ACCESS_LOG.info("%s", self.line(seconds))
+
+    def line(self, seconds: float) -> str:
+        entry = {
+            "request_id": self.request_id.decode("ascii"),
+            "method": self.method,
+            "path": self.path,
+            "model": self.model if isinstance(self.model, str) else None,
+            "tier": self.tier,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "stream": self.stream,
+            "status": self.status,
+            "attempts": self.attempts,
+            "ttft_ms": None if self.first_byte_s is None else round(1000 * self.first_byte_s, 3),
+            "latency_ms": round(1000 * seconds, 3),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+        }
+        if self.error is not None:
+            entry["error"] = self.error
+        if self.body is not None:
+            entry["body"] = self.body
+        return orjson.dumps(entry).decode()

@@ -1,0 +1,21 @@
+"""Logging for standalone chatd: diagnostics with time and level on stderr, the access log as bare JSON lines on stdout.
+
+Mounted in a host gateway, chatd configures nothing: its lines go to the
+`chatd` and `chatd.access` loggers and the host decides where they end up.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .access import ACCESS_LOG
+
+
+def configure(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not ACCESS_LOG.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ACCESS_LOG.addHandler(handler)
+        ACCESS_LOG.propagate = False

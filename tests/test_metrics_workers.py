@@ -1,0 +1,49 @@
+"""GET /v1/chat/metrics under `hypercorn -w 2`: any worker's scrape counts every worker's requests."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.harness import free_port, spawn, wait_healthy
+from tests.test_observability import delta, scrape
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def worker_pids(directory: Path) -> set[str]:
+    """Workers that have written counters to the shared directory (prometheus_client names files by pid)."""
+    return {m.group(1) for f in directory.iterdir() if (m := re.fullmatch(r"counter_(\d+)\.db", f.name))}
+
+
+def test_two_workers_share_their_counts(tmp_path, ollama):
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(f'[chatd]\nollama_url = "{ollama.url}"\n')
+    shared = tmp_path / "metrics"
+    port = free_port()
+    hypercorn = str(Path(sys.executable).parent / "hypercorn")
+    process = spawn([hypercorn, "app:app", "--bind", f"127.0.0.1:{port}", "--workers", "2"], config,
+                    PROMETHEUS_MULTIPROC_DIR=str(shared))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(process, url)
+        before = scrape(url)
+        made = 0
+        # Each request on a new connection; the kernel hands connections to either worker.
+        while made < 200 and (made < 10 or len(worker_pids(shared)) < 2):
+            response = httpx.post(url + "/v1/chat/completions", json={"model": "qwen3:8b", "messages": HI},
+                                  timeout=10)
+            assert response.status_code == 200
+            made += 1
+        assert len(worker_pids(shared)) == 2, "one worker served every request"
+        for _ in range(4):  # whichever worker answers the scrape, it counts both workers' requests
+            counted = delta(before, scrape(url), "chatd_requests_total", provider="ollama", status="200")
+            assert counted == made
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=15)[0].decode()
+    assert process.returncode == 0, output
