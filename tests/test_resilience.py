@@ -137,6 +137,16 @@ def test_cooldown_skips_a_failing_provider_in_chains(make_chatd, kimi, ollama_cl
     assert post(chatd, "kimi/kimi-for-coding").status_code == 502  # a direct request still asks it
 
 
+def test_requests_an_upstream_rejects_do_not_put_it_in_cooldown(make_chatd, kimi):
+    chatd = make_chatd(base="retries = 0\ncooldown_failures = 2\ncooldown_s = 30")
+    kimi.replies["kimi-for-coding"] = Reply(status=400, error="bad request")
+    for _ in range(3):
+        assert post(chatd, "smart").status_code == 400  # the request's fault: no fallback either
+    assert len(kimi.requests) == 3
+    providers = {p["name"]: p for p in httpx.get(chatd.url + "/v1/chat/providers").json()["providers"]}
+    assert providers["kimi"]["available"] is True
+
+
 def test_in_flight_limit_answers_429_instead_of_queueing(make_chatd, openrouter):
     chatd = make_chatd(base="retries = 0\ncooldown_s = 0\nmax_in_flight = 2")
     openrouter.replies["moonshotai/kimi-k2"] = Reply(hang=True)
