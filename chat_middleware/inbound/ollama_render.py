@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 NDJSON_HEADERS: Headers = [
     (b"content-type", b"application/x-ndjson"),
-    (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
 
