@@ -12,8 +12,7 @@ from starlette.routing import Route
 from chat_middleware import ChatMiddleware
 from tests.conftest import KEYS
 from tests.fakes import Reply
-from tests.harness import ASGIServer, write_config
-from tests.test_mount import _free_port
+from tests.harness import ASGIServer, free_port, write_config
 
 HI = [{"role": "user", "content": "Hi"}]
 CLIENT_KEYS = {**KEYS, "CHATD_CLIENT_KEYS": "team-a-key-111, team-b-key-222"}
@@ -78,7 +77,7 @@ def test_remote_mode_disconnect_reaches_the_upstream(make_chatd, ollama, tmp_pat
 
 
 def test_remote_mode_with_chatd_down_is_502(tmp_path):
-    config = write_config(tmp_path, f'[gateway]\nchatd_url = "http://127.0.0.1:{_free_port()}"\n')
+    config = write_config(tmp_path, f'[gateway]\nchatd_url = "http://127.0.0.1:{free_port()}"\n')
     with ASGIServer(host(config)) as gateway:
         response = httpx.post(gateway.url + "/v1/chat/completions", json={"model": "m", "messages": HI})
         assert response.status_code == 502 and response.json()["error"]["message"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +16,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from chat_middleware import ChatMiddleware
-from tests.harness import ASGIServer, write_config
+from tests.harness import ASGIServer, ServerProcess, free_port, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
 HI = [{"role": "user", "content": "Hi"}]
 
 
@@ -103,55 +101,25 @@ def _websocket(port: int):
         yield frame[2:2 + frame[1]].decode()
 
 
-def _spawn(args: list[str], config_path: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
-    env["LAKEHOUSE_CONFIG"] = str(config_path)
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(process: subprocess.Popen, url: str) -> None:
-    for _ in range(200):
-        if process.poll() is not None:
-            raise AssertionError(process.stdout.read().decode())
-        try:
-            if httpx.get(url + "/v1/chat/health", timeout=0.5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(0.05)
-    raise AssertionError("server did not become healthy")
-
-
 @pytest.mark.parametrize("command", ["hypercorn", "chatd"])
 def test_standalone_processes(tmp_path, ollama, command):
     path = tmp_path / "lakehouse.toml"
     path.write_text(f'[chatd]\nollama_url = "{ollama.url}"\n')
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     if command == "hypercorn":
         args = [str(bin_dir / "hypercorn"), "app:app", "--bind", f"127.0.0.1:{port}"]
     else:
         args = [str(bin_dir / "chatd"), "--config", str(path), "--bind", f"127.0.0.1:{port}"]
-    process = _spawn(args, path, port)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(process, url)
-        response = httpx.post(url + "/v1/chat", json={"model": "ollama/qwen3:8b", "messages": HI}, timeout=10)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+    env["LAKEHOUSE_CONFIG"] = str(path)
+    with ServerProcess(args, port, tmp_path / f"{command}.log", env=env) as server:
+        server.wait_healthy()
+        response = httpx.post(server.url + "/v1/chat", json={"model": "ollama/qwen3:8b", "messages": HI},
+                              timeout=10)
         assert response.status_code == 200 and response.json()["model"] == "qwen3:8b"
-        assert httpx.get(url + "/v1/models").json()["object"] == "list"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=10)[0].decode()
-    assert process.returncode == 0, output
+        assert httpx.get(server.url + "/v1/models").json()["object"] == "list"
+        assert server.stop() == 0, server.output()
 
 
 def test_chatd_reports_a_bad_config_and_exits_non_zero(tmp_path):
