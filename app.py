@@ -5,10 +5,6 @@ Reads $LAKEHOUSE_CONFIG, else ./lakehouse.toml.
 
 from __future__ import annotations
 
-import logging
+from chat_middleware.standalone import worker_app
 
-from chat_middleware.standalone import create_app
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-app = create_app()
+app = worker_app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from .asgi import send_error
@@ -9,6 +10,8 @@ from .config import Config
 from .errors import NotFound
 from .middleware import ChatMiddleware
 from .types import Receive, Scope, Send
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -30,3 +33,13 @@ async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
 def create_app(config: Config | str | os.PathLike | None = None) -> ChatMiddleware:
     """Standalone chatd; config from the argument, else $LAKEHOUSE_CONFIG, else ./lakehouse.toml."""
     return ChatMiddleware(not_found, config=config, serve_v1_models=True, reload_on_sighup=True)
+
+
+def worker_app() -> ChatMiddleware:
+    """Standalone chatd with chatd's log lines on stderr: app.py, and every worker process a server spawns.
+
+    A spawned worker starts with no logging set up, so chatd's own lines
+    (start-up, reloads, the access log) would be lost without it.
+    """
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return create_app()
