@@ -5,9 +5,6 @@ Reads $LAKEHOUSE_CONFIG, else ./lakehouse.toml.
 
 from __future__ import annotations
 
-from chat_middleware.logs import configure as configure_logging
-from chat_middleware.standalone import create_app
+from chat_middleware.standalone import worker_app
 
-configure_logging()
-
-app = create_app()
+app = worker_app()

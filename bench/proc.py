@@ -15,8 +15,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Coroutine
+
+from . import aio
+from .loadgen import LoadError
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -206,3 +212,27 @@ def stop_all() -> None:
     """Stop every process still running: the last word of a benchmark, however it ends."""
     for process in list(_running):
         process.stop()
+
+
+def run_command(name: str, work: Callable[[Path], Coroutine[object, object, str]],
+                publish: Callable[[str], None]) -> int:
+    """The body of a benchmark command's main(): its exit status.
+
+    This process goes to the load core (off the server's), `work` runs in a
+    scratch folder and its report goes to `publish`. A signal ends the run
+    with 143 and a LoadError with 1 and its message; whichever way it ends,
+    every process started is stopped.
+    """
+    pin_self(LOAD_CORE)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"chatd-{name}.") as workdir:
+            report = aio.run(work(Path(workdir)))
+    except aio.Stopped:
+        return 143
+    except LoadError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stop_all()
+    publish(report)
+    return 0

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,19 +218,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
-    proc.pin_self(LOAD_CORE)
-    try:
-        with tempfile.TemporaryDirectory(prefix="chatd-bench.") as workdir:
-            report = aio.run(run(args, settings, Path(workdir)))
-    except aio.Stopped:
-        return 143
-    except LoadError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        proc.stop_all()
-    print(report, end="")
-    return 0
+    return proc.run_command("bench", lambda workdir: run(args, settings, workdir),
+                            lambda report: print(report, end=""))
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ import dataclasses
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import orjson
 
-from . import aio, proc
+from . import proc
 from .loadgen import JSON_HEADERS, Latency, LoadError, wait_ready
 from .proc import LOAD_CORE, SERVER_CORE, CoreLoad, Process
 from .targets import RESULTS, ROOT, body, chatd_config, installed, server_argv
@@ -202,21 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.delay_ms is not None:
         plan = dataclasses.replace(plan, delay_ms=args.delay_ms)
     raise_fd_limit(4 * max(plan.levels) + 1024)
-    proc.pin_self(LOAD_CORE)
-    try:
-        with tempfile.TemporaryDirectory(prefix="chatd-scaling.") as workdir:
-            report = aio.run(scale(plan, args.server, Path(workdir)))
-    except aio.Stopped:
-        return 143
-    except LoadError as exc:
-        print(f"bench.scaling: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        proc.stop_all()
+    return proc.run_command("bench.scaling", lambda workdir: scale(plan, args.server, workdir), publish)
+
+
+def publish(report: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scaling.md").write_text(report)
     print(report, end="")
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ import os
 from .asgi import send_error
 from .config import Config
 from .errors import NotFound
+from .logs import configure as configure_logging
 from .middleware import ChatMiddleware
 from .types import Receive, Scope, Send
-
 
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     """The app behind standalone chatd: completes lifespan, answers 404 to everything else."""
@@ -30,3 +30,13 @@ async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
 def create_app(config: Config | str | os.PathLike | None = None) -> ChatMiddleware:
     """Standalone chatd; config from the argument, else $LAKEHOUSE_CONFIG, else ./lakehouse.toml."""
     return ChatMiddleware(not_found, config=config, serve_v1_models=True, reload_on_sighup=True)
+
+
+def worker_app() -> ChatMiddleware:
+    """Standalone chatd with chatd's log lines on stderr: app.py, and every worker process a server spawns.
+
+    A spawned worker starts with no logging set up, so chatd's own lines
+    (start-up, reloads, the access log) would be lost without it.
+    """
+    configure_logging()
+    return create_app()

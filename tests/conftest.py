@@ -131,11 +131,15 @@ def make_chatd(upstreams, tmp_path) -> Iterator[Callable[..., ChatdServer]]:
         server.stop()
 
 
+_FAKES = frozenset({"upstreams", "gateway", "make_chatd", "ollama", "ollama_cloud", "openrouter", "opencode",
+                    "kimi", "groq"})
+
+
 @pytest.fixture(autouse=True)
 def _reset_fakes(request) -> Iterator[None]:
     """Each test starts with the fakes' default replies and an empty request log."""
     yield
-    if "upstreams" in request.fixturenames or "gateway" in request.fixturenames:
+    if not _FAKES.isdisjoint(request.fixturenames):
         for fake in request.getfixturevalue("upstreams").values():
             fake.replies.clear()
             fake.requests.clear()

@@ -1,4 +1,4 @@
-"""chatd under hypercorn on a real loopback socket, in a thread of its own.
+"""chatd under hypercorn on a real loopback socket, in a thread of its own; or as a process.
 
     with ChatdServer(config) as chatd:
         httpx.get(chatd.url + "/v1/chat/health")
@@ -6,6 +6,8 @@
 
 The socket is bound before hypercorn starts (port 0, handed over as fd://), so
 there is no free-port race; stop() shuts hypercorn down and joins the thread.
+`ServerProcess` runs a command (`chatd`, `hypercorn app:app`) the way an
+operator would, for what only a real process shows: signals, workers, exit status.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import httpx
-
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
@@ -30,35 +33,6 @@ from chat_middleware.types import ASGIApp
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def spawn(args: list[str], config_path: Path, **environ: str) -> subprocess.Popen:
-    """A chatd process from the repository root, with no provider keys from this environment."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
-    env.update(LAKEHOUSE_CONFIG=str(config_path), **environ)
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def free_port() -> int:
-    """For servers that bind by themselves (a separate process cannot take an fd://)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(process: subprocess.Popen, url: str) -> None:
-    """Until GET /v1/chat/health answers 200; the process's output if it dies first."""
-    for _ in range(200):
-        if process.poll() is not None:
-            raise AssertionError(process.stdout.read().decode())
-        try:
-            if httpx.get(url + "/v1/chat/health", timeout=0.5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(0.05)
-    raise AssertionError("server did not become healthy")
 
 
 def write_config(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:
@@ -140,3 +114,65 @@ class ChatdServer(ASGIServer):
 
     def __init__(self, config: Config | str | Path) -> None:
         super().__init__(create_app(config))
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1, for commands that take --bind HOST:PORT."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A server command in a session of its own, output to `log`, the whole group killed at exit.
+
+        with ServerProcess([chatd, "--bind", f"127.0.0.1:{port}"], port, tmp_path / "chatd.log") as server:
+            server.wait_healthy()
+            assert server.stop() == 0, server.output()
+    """
+
+    def __init__(self, argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        with open(log, "wb") as out:
+            self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 15.0) -> None:
+        """Poll /v1/chat/health until it answers 200; fail with the output if it exits or the time is up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/v1/chat/health", timeout=0.5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self.popen.wait(0.05)
+                raise AssertionError(f"exited with status {code} before answering:\n{self.output()}")
+        raise AssertionError(f"no answer from {self.url} within {timeout:g} s:\n{self.output()}")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then the exit status; a process still running after `timeout` is killed and fails."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"still running {timeout:g} s after SIGTERM:\n{self.output()}") from None
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: the server and any worker it left behind."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
-import signal
 import sys
 from pathlib import Path
 
 import httpx
 
-from tests.harness import free_port, spawn, wait_healthy
+from tests.harness import ServerProcess, free_port
 from tests.test_observability import delta, scrape
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -26,24 +26,21 @@ def test_two_workers_share_their_counts(tmp_path, ollama):
     shared = tmp_path / "metrics"
     port = free_port()
     hypercorn = str(Path(sys.executable).parent / "hypercorn")
-    process = spawn([hypercorn, "app:app", "--bind", f"127.0.0.1:{port}", "--workers", "2"], config,
-                    PROMETHEUS_MULTIPROC_DIR=str(shared))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, url)
-        before = scrape(url)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+    env.update(LAKEHOUSE_CONFIG=str(config), PROMETHEUS_MULTIPROC_DIR=str(shared))
+    argv = [hypercorn, "app:app", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    with ServerProcess(argv, port, tmp_path / "hypercorn.log", env=env) as server:
+        server.wait_healthy()
+        before = scrape(server.url)
         made = 0
         # Each request on a new connection; the kernel hands connections to either worker.
         while made < 200 and (made < 10 or len(worker_pids(shared)) < 2):
-            response = httpx.post(url + "/v1/chat/completions", json={"model": "qwen3:8b", "messages": HI},
-                                  timeout=10)
+            response = httpx.post(server.url + "/v1/chat/completions", timeout=10,
+                                  json={"model": "qwen3:8b", "messages": HI})
             assert response.status_code == 200
             made += 1
         assert len(worker_pids(shared)) == 2, "one worker served every request"
         for _ in range(4):  # whichever worker answers the scrape, it counts both workers' requests
-            counted = delta(before, scrape(url), "chatd_requests_total", provider="ollama", status="200")
+            counted = delta(before, scrape(server.url), "chatd_requests_total", provider="ollama", status="200")
             assert counted == made
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=15)[0].decode()
-    assert process.returncode == 0, output
+        assert server.stop() == 0, server.output()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from chat_middleware import ChatMiddleware
-from tests.harness import ASGIServer, free_port, spawn, wait_healthy, write_config
+from tests.harness import ASGIServer, ServerProcess, free_port, write_config
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -112,17 +111,15 @@ def test_standalone_processes(tmp_path, ollama, command):
         args = [str(bin_dir / "hypercorn"), "app:app", "--bind", f"127.0.0.1:{port}"]
     else:
         args = [str(bin_dir / "chatd"), "--config", str(path), "--bind", f"127.0.0.1:{port}"]
-    process = spawn(args, path)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(process, url)
-        response = httpx.post(url + "/v1/chat", json={"model": "ollama/qwen3:8b", "messages": HI}, timeout=10)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
+    env["LAKEHOUSE_CONFIG"] = str(path)
+    with ServerProcess(args, port, tmp_path / f"{command}.log", env=env) as server:
+        server.wait_healthy()
+        response = httpx.post(server.url + "/v1/chat", json={"model": "ollama/qwen3:8b", "messages": HI},
+                              timeout=10)
         assert response.status_code == 200 and response.json()["model"] == "qwen3:8b"
-        assert httpx.get(url + "/v1/models").json()["object"] == "list"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=10)[0].decode()
-    assert process.returncode == 0, output
+        assert httpx.get(server.url + "/v1/models").json()["object"] == "list"
+        assert server.stop() == 0, server.output()
 
 
 def test_chatd_reports_a_bad_config_and_exits_non_zero(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import orjson
 
 from chat_middleware.standalone import create_app
 from tests.fakes import FakeOllama, Reply
-from tests.harness import ROOT, ASGIServer, ChatdServer, free_port, wait_healthy
+from tests.harness import ASGIServer, ChatdServer, ServerProcess, free_port
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -86,18 +85,11 @@ def test_sighup_reloads_the_chatd_process(tmp_path, ollama):
     write(path, ollama.url, "ollama/qwen3:4b")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "chatd"), "--config", str(path), "--bind",
-                                f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, url)
+    argv = [str(Path(sys.executable).parent / "chatd"), "--config", str(path), "--bind", f"127.0.0.1:{port}"]
+    with ServerProcess(argv, port, tmp_path / "chatd.log", env=env) as chatd:
+        chatd.wait_healthy()
         path.write_text(path.read_text().replace("qwen3:4b", "llama3.2"))
-        process.send_signal(signal.SIGHUP)
-        assert eventually(lambda: httpx.get(url + "/v1/chat/resolve",
-                                            params={"model": "fast"}).json()["upstream_model"] == "llama3.2")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=10)[0].decode()
-    assert process.returncode == 0, output
-    assert "reloaded" in output
+        chatd.popen.send_signal(signal.SIGHUP)
+        assert eventually(lambda: resolve(chatd, "fast")["upstream_model"] == "llama3.2")
+        assert chatd.stop() == 0, chatd.output()
+    assert "reloaded" in chatd.output()
