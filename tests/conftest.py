@@ -137,9 +137,10 @@ _FAKES = frozenset({"upstreams", "gateway", "make_chatd", "ollama", "ollama_clou
 
 @pytest.fixture(autouse=True)
 def _reset_fakes(request) -> Iterator[None]:
-    """Each test starts with the fakes' default replies and an empty request log."""
+    """Each test that uses a fake leaves them all with default replies and an empty request log."""
+    used = not _FAKES.isdisjoint(request.fixturenames)
+    fakes = request.getfixturevalue("upstreams").values() if used else ()
     yield
-    if not _FAKES.isdisjoint(request.fixturenames):
-        for fake in request.getfixturevalue("upstreams").values():
-            fake.replies.clear()
-            fake.requests.clear()
+    for fake in fakes:
+        fake.replies.clear()
+        fake.requests.clear()
