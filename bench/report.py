@@ -1,13 +1,15 @@
 """The benchmark's results as one markdown table, with ratios against the floor and the direct upstream.
 
 Every row is one process measured in this run. "added" latencies subtract the
-direct upstream's figure for the same upstream endpoint; "×floor" divides by
-the bare passthrough floor under the same server.
+direct upstream's figure for the same upstream endpoint; "×floor" is the median,
+over the rounds, of a row's throughput divided by the floor's in the same round
+(taken seconds apart), which a machine whose speed drifts skews least.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import median
 
 from .loadgen import Latency, Throughput
 from .proc import LOAD_CORE, SERVER_CORE
@@ -31,6 +33,7 @@ class Row:
     peak_rss_mib: float
     busy: dict[str, dict[int, float]] = field(default_factory=dict)
     foreign: float = 0.0  # share of the server's core used by other processes, worst window
+    rounds: dict[str, list[float]] = field(default_factory=dict)  # req/s of each round, by "plain" / "stream"
 
     def load_bound(self) -> bool:
         """True when the load core, not the server's, was the limit of a throughput window."""
@@ -49,6 +52,7 @@ class Row:
             "cpu_us_per_request": {"nonstream": self.cpu_us_nonstream, "stream": self.cpu_us_stream},
             "peak_rss_mib": self.peak_rss_mib,
             "core_busy": self.busy,
+            "rounds_rps": self.rounds,
             "foreign_load_on_server_core": round(self.foreign, 3),
         }
 
@@ -61,8 +65,10 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def ratio(value: float, base: float) -> str:
-    return f"{value / base:.2f}" if base else "—"
+def ratio(row: Row, floor: Row, kind: str) -> str:
+    """The median over rounds of row ÷ floor, each round's pair measured back to back."""
+    pairs = [r / f for r, f in zip(row.rounds.get(kind, ()), floor.rounds.get(kind, ())) if f]
+    return f"{median(pairs):.2f}" if pairs else "—"
 
 
 def added(value: float, base: float) -> str:
@@ -88,12 +94,12 @@ def table(rows: list[Row], ns_conns: int, stream_conns: int, chunks: int) -> str
         cells = [
             row.server, row.app, row.route,
             f"{row.nonstream.rps:,.0f}{mark}",
-            "—" if is_direct or floor is None else ratio(row.nonstream.rps, floor.nonstream.rps),
+            "—" if is_direct or floor is None else ratio(row, floor, "plain"),
             f"{p50 * 1000:.2f} / {p99 * 1000:.2f}",
             "—" if is_direct or base is None else
             f"{added(p50, p(base.latency.total, 0.5))} / {added(p99, p(base.latency.total, 0.99))}",
             f"{row.stream.rps:,.0f}{mark}",
-            "—" if is_direct or floor is None else ratio(row.stream.rps, floor.stream.rps),
+            "—" if is_direct or floor is None else ratio(row, floor, "stream"),
             f"{ttft * 1000:.2f}",
             "—" if is_direct or base is None else added(ttft, p(base.ttft.first_byte, 0.5)),
             f"{row.cpu_us_nonstream:,.0f} / {row.cpu_us_stream:,.0f}",
@@ -129,7 +135,7 @@ def summary(rows: list[Row]) -> str:
         lat, ttft = p(row.latency.total, 0.5), p(row.ttft.first_byte, 0.5)
         lines.append("| " + " | ".join([
             row.server, row.route,
-            f"{ratio(row.nonstream.rps, floor.nonstream.rps)} / {ratio(row.stream.rps, floor.stream.rps)}",
+            f"{ratio(row, floor, 'plain')} / {ratio(row, floor, 'stream')}",
             f"{row.cpu_us_nonstream - floor.cpu_us_nonstream:+,.0f} / {row.cpu_us_stream - floor.cpu_us_stream:+,.0f}",
             added(lat, p(floor.latency.total, 0.5)), added(ttft, p(floor.ttft.first_byte, 0.5)),
             added(lat, p(base.latency.total, 0.5)) if base else "—",

@@ -59,7 +59,8 @@ class Member:
         return Row(self.server, self.app, self.route, self.startup, self.latency, self.ttft, plain, stream,
                    self.cpu["plain"] / max(plain.requests, 1) * 1e6,
                    self.cpu["stream"] / max(stream.requests, 1) * 1e6,
-                   self.process.peak_rss_kib() / 1024, self.busy, self.foreign)
+                   self.process.peak_rss_kib() / 1024, self.busy, self.foreign,
+                   {kind: [w.rps for w in windows] for kind, windows in self.windows.items()})
 
 
 class Bench:

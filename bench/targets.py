@@ -36,7 +36,7 @@ class Settings:
     ns_conns: int = 64
     stream_conns: int = 32
     seconds: float = 2.0  # per window; wrk counts whole seconds
-    rounds: int = 3
+    rounds: int = 5
     warm_seconds: float = 1.0
     latency_n: int = 1200
     ttft_n: int = 600
