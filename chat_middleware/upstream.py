@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Awaitable
 
 import aiohttp
 from yarl import URL
@@ -63,14 +64,18 @@ class Upstreams:
         sessions, self._sessions = self._sessions, {}
         await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
 
-    async def post(self, provider: str, body: bytes, request_id: bytes) -> aiohttp.ClientResponse:
-        """Send a request; returns once the response head has arrived. Call inside `transport_errors`."""
+    def post(self, provider: str, body: bytes, request_id: bytes) -> Awaitable[aiohttp.ClientResponse]:
+        """Send a request: await it for the response head, inside `transport_errors`.
+
+        Not a coroutine of its own, so every suspension of aiohttp's request
+        passes through one frame fewer.
+        """
         session = self._sessions.get(provider)
         if session is None:
             self.open()
             session = self._sessions[provider]
         data = body if len(body) < _LARGE else io.BytesIO(body)  # aiohttp's advice for large bodies
-        return await session.post(self._urls[provider], data=data, headers={"X-Request-Id": request_id.decode()})
+        return session.post(self._urls[provider], data=data, headers={"X-Request-Id": request_id.decode()})
 
 
 class transport_errors:
