@@ -1,25 +1,31 @@
 """Prometheus metrics: what GET /v1/chat/metrics serves.
 
-The metric objects live in chatd's own registry (so an embedding gateway's
-registry and chatd's never clash) and are made once per process. Under several
-worker processes, `PROMETHEUS_MULTIPROC_DIR` names a directory every worker
-writes its values to (prometheus_client's multiprocess mode), and a scrape of
-any worker reads them all; the variable must be set before this module is
-first imported, which `chatd --workers N` and deploy/ take care of.
+One process (the default): counts are plain integers, updated for the cost of
+an addition, and turned into Prometheus families only when scraped.
 
-Labelled children are looked up once and kept, so recording a request costs a
-few increments and no label parsing.
+Several worker processes: `PROMETHEUS_MULTIPROC_DIR` names a directory every
+worker writes its values to (prometheus_client's multiprocess mode), and a
+scrape of any worker reads them all. Each update then also goes to a
+prometheus_client metric backed by that directory. The variable must be set
+before this module is first imported, which `chatd --workers N` and deploy/
+take care of.
+
+Either way the metrics live in chatd's own registry, so an embedding gateway's
+registry and chatd's never clash.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from typing import Iterator
 
 _DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 if _DIRECTORY:
     os.makedirs(_DIRECTORY, exist_ok=True)
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # noqa: E402
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily  # noqa: E402
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
 
@@ -27,82 +33,199 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 NO_PROVIDER = "none"
 """The provider label of a request answered before any provider was chosen (400, 404, 401…)."""
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+HELP = {
+    "chatd_requests": "Client requests answered, by the provider that served and the status sent.",
+    "chatd_upstream_errors": "Upstream calls that failed, by kind of failure.",
+    "chatd_retries": "Upstream calls made again to the same provider after a failure.",
+    "chatd_fallbacks": "Requests passed on to the next provider of their chain.",
+    "chatd_request_duration_seconds": "Time from request to the last byte of the answer.",
+    "chatd_time_to_first_token_seconds": "Time from request to the first content of a stream.",
+    "chatd_tokens": "Tokens the upstreams reported, in (prompt) and out (completion).",
+    "chatd_in_flight": "Upstream calls under way.",
+}
 REGISTRY = CollectorRegistry(auto_describe=True)
-REQUESTS = Counter("chatd_requests", "Client requests answered, by the provider that served and the status sent.",
-                   ["provider", "status"], registry=REGISTRY)
-UPSTREAM_ERRORS = Counter("chatd_upstream_errors", "Upstream calls that failed, by kind of failure.",
-                          ["provider", "kind"], registry=REGISTRY)
-RETRIES = Counter("chatd_retries", "Upstream calls made again to the same provider after a failure.",
-                  ["provider"], registry=REGISTRY)
-FALLBACKS = Counter("chatd_fallbacks", "Requests passed on to the next provider of their chain.",
-                    ["from_provider", "to_provider"], registry=REGISTRY)
-DURATION = Histogram("chatd_request_duration_seconds", "Time from request to the last byte of the answer.",
-                     ["provider"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
-FIRST_TOKEN = Histogram("chatd_time_to_first_token_seconds", "Time from request to the first content of a stream.",
-                        ["provider"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
-TOKENS = Counter("chatd_tokens", "Tokens the upstreams reported, in (prompt) and out (completion).",
-                 ["provider", "direction"], registry=REGISTRY)
-IN_FLIGHT = Gauge("chatd_in_flight", "Upstream calls under way.", ["provider"], registry=REGISTRY,
-                  multiprocess_mode="livesum")
+
+
+class Timings:
+    """A histogram kept as plain counts: one per bucket, plus +Inf, and the sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        total, out = 0, []
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.counts):
+            total += count
+            out.append((bound, total))
+        return out
 
 
 class ProviderMetrics:
-    """One provider's labelled children, resolved once."""
+    """One provider's counts in this process."""
 
     __slots__ = ("name", "statuses", "errors", "retries", "duration", "first_token", "tokens_in", "tokens_out",
                  "in_flight")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.statuses: dict[int, Counter] = {}
-        self.errors: dict[str, Counter] = {}
-        self.retries = RETRIES.labels(name)
-        self.duration = DURATION.labels(name)
-        self.first_token = FIRST_TOKEN.labels(name)
-        self.tokens_in = TOKENS.labels(name, "in")
-        self.tokens_out = TOKENS.labels(name, "out")
-        self.in_flight = IN_FLIGHT.labels(name)
+        self.statuses: dict[int, int] = {}
+        self.errors: dict[str, int] = {}
+        self.retries = 0
+        self.duration = Timings()
+        self.first_token = Timings()
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.in_flight = 0
 
     def answered(self, status: int, seconds: float, first_token: float | None, tokens_in: int,
                  tokens_out: int) -> None:
-        counter = self.statuses.get(status)
-        if counter is None:
-            counter = self.statuses[status] = REQUESTS.labels(self.name, str(status))
-        counter.inc()
+        self.statuses[status] = self.statuses.get(status, 0) + 1
         self.duration.observe(seconds)
         if first_token is not None:
             self.first_token.observe(first_token)
-        if tokens_in:
-            self.tokens_in.inc(tokens_in)
-        if tokens_out:
-            self.tokens_out.inc(tokens_out)
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
 
     def failed(self, kind: str) -> None:
-        counter = self.errors.get(kind)
-        if counter is None:
-            counter = self.errors[kind] = UPSTREAM_ERRORS.labels(self.name, kind)
-        counter.inc()
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def retried(self) -> None:
+        self.retries += 1
+
+    def started(self) -> None:
+        self.in_flight += 1
+
+    def ended(self) -> None:
+        self.in_flight -= 1
 
 
+class SharedProviderMetrics(ProviderMetrics):
+    """Multiprocess mode: every update also goes to the directory all workers share."""
+
+    __slots__ = ("_children",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *labels: str):
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(self.name, *labels)
+        return child
+
+    def answered(self, status: int, seconds: float, first_token: float | None, tokens_in: int,
+                 tokens_out: int) -> None:
+        self._child(_SHARED.requests, str(status)).inc()
+        self._child(_SHARED.duration).observe(seconds)
+        if first_token is not None:
+            self._child(_SHARED.first_token).observe(first_token)
+        if tokens_in:
+            self._child(_SHARED.tokens, "in").inc(tokens_in)
+        if tokens_out:
+            self._child(_SHARED.tokens, "out").inc(tokens_out)
+
+    def failed(self, kind: str) -> None:
+        self._child(_SHARED.errors, kind).inc()
+
+    def retried(self) -> None:
+        self._child(_SHARED.retries).inc()
+
+    def started(self) -> None:
+        self._child(_SHARED.in_flight).inc()
+
+    def ended(self) -> None:
+        self._child(_SHARED.in_flight).dec()
+
+
+class _SharedMetrics:
+    """The prometheus_client metrics of multiprocess mode, made only in that mode."""
+
+    def __init__(self) -> None:
+        def counter(name: str, labels: list[str]) -> Counter:
+            return Counter(name, HELP[name], labels, registry=REGISTRY)
+
+        def histogram(name: str) -> Histogram:
+            return Histogram(name, HELP[name], ["provider"], buckets=BUCKETS, registry=REGISTRY)
+
+        self.requests = counter("chatd_requests", ["provider", "status"])
+        self.errors = counter("chatd_upstream_errors", ["provider", "kind"])
+        self.retries = counter("chatd_retries", ["provider"])
+        self.fallbacks = counter("chatd_fallbacks", ["from_provider", "to_provider"])
+        self.duration = histogram("chatd_request_duration_seconds")
+        self.first_token = histogram("chatd_time_to_first_token_seconds")
+        self.tokens = counter("chatd_tokens", ["provider", "direction"])
+        self.in_flight = Gauge("chatd_in_flight", HELP["chatd_in_flight"], ["provider"], registry=REGISTRY,
+                               multiprocess_mode="livesum")
+
+
+_SHARED = _SharedMetrics() if _DIRECTORY else None
 _PROVIDERS: dict[str, ProviderMetrics] = {}
+_FALLBACKS: dict[tuple[str, str], int] = {}
 
 
 def for_provider(name: str) -> ProviderMetrics:
     """The provider's metrics, made on first use (names come from config, so they stay few)."""
     metrics = _PROVIDERS.get(name)
     if metrics is None:
-        metrics = _PROVIDERS[name] = ProviderMetrics(name)
+        metrics = _PROVIDERS[name] = SharedProviderMetrics(name) if _SHARED else ProviderMetrics(name)
     return metrics
 
 
 def fell_back(from_provider: str, to_provider: str) -> None:
-    FALLBACKS.labels(from_provider, to_provider).inc()
+    if _SHARED:
+        _SHARED.fallbacks.labels(from_provider, to_provider).inc()
+    else:
+        _FALLBACKS[from_provider, to_provider] = _FALLBACKS.get((from_provider, to_provider), 0) + 1
+
+
+class _InProcess:
+    """A collector that turns this process's counts into Prometheus families at scrape time."""
+
+    def collect(self) -> Iterator[object]:
+        providers = sorted(_PROVIDERS.values(), key=lambda m: m.name)
+        requests = CounterMetricFamily("chatd_requests", HELP["chatd_requests"], labels=["provider", "status"])
+        errors = CounterMetricFamily("chatd_upstream_errors", HELP["chatd_upstream_errors"],
+                                     labels=["provider", "kind"])
+        retries = CounterMetricFamily("chatd_retries", HELP["chatd_retries"], labels=["provider"])
+        duration = HistogramMetricFamily("chatd_request_duration_seconds", HELP["chatd_request_duration_seconds"],
+                                         labels=["provider"])
+        first_token = HistogramMetricFamily("chatd_time_to_first_token_seconds",
+                                            HELP["chatd_time_to_first_token_seconds"], labels=["provider"])
+        tokens = CounterMetricFamily("chatd_tokens", HELP["chatd_tokens"], labels=["provider", "direction"])
+        in_flight = GaugeMetricFamily("chatd_in_flight", HELP["chatd_in_flight"], labels=["provider"])
+        for m in providers:
+            for status, count in sorted(m.statuses.items()):
+                requests.add_metric([m.name, str(status)], count)
+            for kind, count in sorted(m.errors.items()):
+                errors.add_metric([m.name, kind], count)
+            retries.add_metric([m.name], m.retries)
+            duration.add_metric([m.name], m.duration.cumulative(), m.duration.sum)
+            first_token.add_metric([m.name], m.first_token.cumulative(), m.first_token.sum)
+            tokens.add_metric([m.name, "in"], m.tokens_in)
+            tokens.add_metric([m.name, "out"], m.tokens_out)
+            in_flight.add_metric([m.name], m.in_flight)
+        fallbacks = CounterMetricFamily("chatd_fallbacks", HELP["chatd_fallbacks"],
+                                        labels=["from_provider", "to_provider"])
+        for (source, target), count in sorted(_FALLBACKS.items()):
+            fallbacks.add_metric([source, target], count)
+        yield from (requests, errors, retries, fallbacks, duration, first_token, tokens, in_flight)
+
+
+if not _DIRECTORY:
+    REGISTRY.register(_InProcess())
 
 
 def exposition() -> bytes:
-    """The text a scrape receives: this process's values, or every worker's in multiprocess mode."""
+    """The text a scrape receives: this process's counts, or every worker's in multiprocess mode."""
     if not _DIRECTORY:
         return generate_latest(REGISTRY)
     registry = CollectorRegistry()

@@ -65,7 +65,7 @@ class Telemetry:
     @staticmethod
     def started(stats: ProviderStats) -> None:
         stats.in_flight += 1
-        stats.metrics.in_flight.inc()
+        stats.metrics.started()
 
     @staticmethod
     def finished(
@@ -73,7 +73,7 @@ class Telemetry:
         error: str | None = None,
     ) -> None:
         stats.in_flight -= 1
-        stats.metrics.in_flight.dec()
+        stats.metrics.ended()
         stats.requests += 1
         stats.statuses[status] += 1
         stats.latency_s += latency_s
@@ -87,7 +87,7 @@ class Telemetry:
     @staticmethod
     def retried(stats: ProviderStats) -> None:
         stats.retries += 1
-        stats.metrics.retries.inc()
+        stats.metrics.retried()
 
     def snapshot(self) -> dict[str, dict]:
         return {name: stats.as_dict() for name, stats in self.providers.items()}

@@ -189,3 +189,15 @@ def test_log_bodies_adds_the_request_to_the_line(make_chatd, caplog):
     assert wait_for(lambda: any(line["request_id"] == "bodies-1" for line in access_lines(caplog)))
     line = next(line for line in access_lines(caplog) if line["request_id"] == "bodies-1")
     assert line["body"]["messages"] == [{"role": "user", "content": "secret plan"}]
+
+
+def test_latency_buckets_count_a_value_under_every_bound_at_or_above_it():
+    from chat_middleware.metrics import BUCKETS, Timings
+
+    timings = Timings()
+    for seconds in (0.005, 0.0051, 2.0, 1000.0):
+        timings.observe(seconds)
+    cumulative = dict(timings.cumulative())
+    assert cumulative["0.005"] == 1  # le: a value equal to the bound is in its bucket
+    assert cumulative["0.01"] == 2 and cumulative["2.5"] == 3 and cumulative[str(BUCKETS[-1])] == 3
+    assert cumulative["+Inf"] == 4 and timings.sum == 0.005 + 0.0051 + 2.0 + 1000.0
