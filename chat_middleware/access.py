@@ -12,6 +12,7 @@ request id, and the request body only when `[chatd] log_bodies` is on.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -27,6 +28,27 @@ CLIENT_LEFT = 499
 _VALID_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 
 
+class _Ids:
+    """New request ids: 16 random hex digits for the process, then a 16-digit counter.
+
+    Unique without a system call per request; a forked child draws its own prefix.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+    def new(self) -> bytes:
+        return f"{self.prefix}{next(self.counter):016x}".encode()
+
+
+_IDS = _Ids()
+
+
 def request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
     """The client's `x-request-id` when it is sane (visible ASCII, at most 128 bytes), else a new one."""
     for name, value in headers:
@@ -34,7 +56,7 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
             if _VALID_ID.fullmatch(value):
                 return value
             break
-    return os.urandom(16).hex().encode()
+    return _IDS.new()
 
 
 class Call:
