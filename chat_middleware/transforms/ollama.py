@@ -150,6 +150,20 @@ def to_ollama_think(body: dict, provider: ProviderConfig) -> bool | str | None:
     raise BadRequest(f"think must be true, false or one of {', '.join(THINK_LEVELS)}, got {_shown(think)}")
 
 
+def add_generation_fields(upstream: dict, body: dict, provider: ProviderConfig) -> dict:
+    """`options`, `format` and `think`, each only when there is one to send: what chat and generate share."""
+    options = to_ollama_options(body, provider)
+    if options:
+        upstream["options"] = options
+    fmt = to_ollama_format(body)
+    if fmt is not None:
+        upstream["format"] = fmt
+    think = to_ollama_think(body, provider)
+    if think is not None:
+        upstream["think"] = think
+    return upstream
+
+
 def to_ollama_tools(body: dict) -> list | None:
     """OpenAI function tools are already Ollama's shape; check them, drop them for tool_choice none."""
     tools = body.get("tools")

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .ollama import (
+    add_generation_fields,
     OllamaStreamDecoder,
     read_chat,
     to_completion,
-    to_ollama_format,
     to_ollama_messages,
-    to_ollama_options,
-    to_ollama_think,
     to_ollama_tools,
 )
 
@@ -29,16 +27,8 @@ class OllamaChat:
     def build(self, body: dict, model: str, provider: ProviderConfig, stream: bool) -> bytes:
         # `stream` is always explicit: Ollama streams when it is omitted.
         messages = to_ollama_messages(body.get("messages"))
-        upstream: dict = {"model": model, "messages": messages, "stream": bool(stream)}
-        options = to_ollama_options(body, provider)
-        if options:
-            upstream["options"] = options
-        fmt = to_ollama_format(body)
-        if fmt is not None:
-            upstream["format"] = fmt
-        think = to_ollama_think(body, provider)
-        if think is not None:
-            upstream["think"] = think
+        upstream = add_generation_fields({"model": model, "messages": messages, "stream": bool(stream)}, body,
+                                         provider)
         tools = to_ollama_tools(body)
         if tools:
             upstream["tools"] = tools

@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .ollama import (
+    add_generation_fields,
     OllamaStreamDecoder,
     read_generate,
     to_completion,
-    to_ollama_format,
     to_ollama_messages,
-    to_ollama_options,
-    to_ollama_think,
 )
 
 from ..shapes import encode_request
@@ -76,16 +74,7 @@ class OllamaGenerate:
             upstream["system"] = system
         if images:
             upstream["images"] = images
-        options = to_ollama_options(body, provider)
-        if options:
-            upstream["options"] = options
-        fmt = to_ollama_format(body)
-        if fmt is not None:
-            upstream["format"] = fmt
-        think = to_ollama_think(body, provider)
-        if think is not None:
-            upstream["think"] = think
-        return encode_request(upstream)
+        return encode_request(add_generation_fields(upstream, body, provider))
 
     def completion(self, raw: bytes) -> dict:
         return to_completion(raw, read_generate)

@@ -64,16 +64,22 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def to_completion(raw: bytes, read: Reader) -> dict:
-    """A non-streamed Ollama reply → an OpenAI `chat.completion`."""
+def ollama_object(raw: bytes, failure: type[UpstreamError], what: str) -> dict:
+    """One reply or stream line as an object; `failure` if it is not one, or is Ollama's error report."""
     try:
         reply = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise UpstreamError("upstream answered with a body that is not JSON") from None
+        raise failure(f"upstream {what} that is not JSON") from None
     if not isinstance(reply, dict):
-        raise UpstreamError("upstream answered with JSON that is not an object")
+        raise failure(f"upstream {what} that is not an object")
     if "error" in reply:
-        raise UpstreamError(f"upstream error: {upstream_error_message(raw)}")
+        raise failure(f"upstream error: {upstream_error_message(raw)}")
+    return reply
+
+
+def to_completion(raw: bytes, read: Reader) -> dict:
+    """A non-streamed Ollama reply → an OpenAI `chat.completion`."""
+    reply = ollama_object(raw, UpstreamError, "answered with a body")
     content, thinking, calls = read(reply)
     message: dict = {"role": "assistant", "content": content}
     if thinking:
@@ -150,14 +156,7 @@ class OllamaStreamDecoder:
         return chunks
 
     def _line(self, line: bytes, chunks: list[Chunk]) -> None:
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise UpstreamStreamError("upstream sent a stream line that is not JSON") from None
-        if not isinstance(obj, dict):
-            raise UpstreamStreamError("upstream sent a stream line that is not a JSON object")
-        if "error" in obj:
-            raise UpstreamStreamError(f"upstream error: {upstream_error_message(line)}")
+        obj = ollama_object(line, UpstreamStreamError, "sent a stream line")
         model = obj.get("model")
         if model and isinstance(model, str):
             self._model = model
