@@ -51,8 +51,11 @@ def test_each_server_answers_the_openai_sdk_and_stops_cleanly_on_sigterm(config_
             reply = sdk.chat.completions.create(model="qwen3:8b", messages=[{"role": "user", "content": "Hi"}])
         assert reply.choices[0].message.content == GREETING and reply.model == "qwen3:8b"
         assert chatd.stop() == 0, chatd.output()
-    assert f"({server}, 1 worker)" in chatd.output()
-    assert "GET /v1/chat/health" not in chatd.output()  # no access log from the server itself
+    output = chatd.output()
+    assert f"({server}, 1 worker)" in output
+    assert "GET /v1/chat/health" not in output  # no access log from the server itself
+    assert "Logging error" not in output and "Traceback" not in output
+    assert output.count("Running on http") <= 1  # the server's own start-up line, once
 
 
 def worker_environments(pid: int) -> list[dict[str, str]]:
