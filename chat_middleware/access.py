@@ -91,8 +91,9 @@ class Call:
     def finished(self, logged: bool = True) -> None:
         """Count the request, and log it unless `logged` is False (health checks and scrapes)."""
         seconds = perf_counter() - self.started_at
-        for_provider(self.provider or NO_PROVIDER).answered(self.status, seconds, self.first_byte_s if self.stream else None,
-                         self.tokens_in, self.tokens_out)
+        first_token = self.first_byte_s if self.stream else None
+        metrics = for_provider(self.provider or NO_PROVIDER)
+        metrics.answered(self.status, seconds, first_token, self.tokens_in, self.tokens_out)
         if logged and ACCESS_LOG.isEnabledFor(logging.INFO):
             ACCESS_LOG.info("%s", self.line(seconds))
 

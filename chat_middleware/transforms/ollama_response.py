@@ -109,7 +109,8 @@ class OllamaStreamDecoder:
 
     __slots__ = (
         "_lines", "_read", "_include_usage", "_id", "_created", "_model", "_started", "_tools",
-        "_text_model", "_text_head", "_text_tail", "done", "failure", "prompt_tokens", "completion_tokens", "finish_reason",
+        "_text_model", "_text_head", "_text_tail",
+        "done", "failure", "prompt_tokens", "completion_tokens", "finish_reason",
     )
 
     def __init__(self, include_usage: bool, read: Reader) -> None:
