@@ -137,9 +137,12 @@ _FAKES = frozenset({"upstreams", "gateway", "make_chatd", "ollama", "ollama_clou
 
 @pytest.fixture(autouse=True)
 def _reset_fakes(request) -> Iterator[None]:
-    """Each test that uses a fake leaves them all with default replies and an empty request log."""
+    """Each test that uses a fake starts with them idle, and leaves them with default replies and an empty log."""
     used = not _FAKES.isdisjoint(request.fixturenames)
     fakes = request.getfixturevalue("upstreams").values() if used else ()
+    for fake in fakes:  # a stream an earlier test cut off may take a moment to close at the fake
+        fake.wait_open_requests(0)
+        fake.wait_open_streams(0)
     yield
     for fake in fakes:
         fake.replies.clear()
