@@ -39,6 +39,8 @@ class RequestError(ChatdError):
     code: str | None = None
     kind = "request"
     """What telemetry, metrics and the access log call it; upstream failures name their own."""
+    fixed_headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Response headers every error of the class carries."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -49,8 +51,8 @@ class RequestError(ChatdError):
             self.code = code
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        """Extra response headers (Retry-After for rate limits)."""
-        return []
+        """Extra response headers: the class's own, or per error (Retry-After for rate limits)."""
+        return list(self.fixed_headers)
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "code": self.code}}
@@ -73,10 +75,7 @@ class PayloadTooLarge(RequestError):
     status = 413
     type = "invalid_request_error"
     code = "payload_too_large"
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        # the rest of the body is never read, so the connection cannot be reused
-        return [(b"connection", b"close")]
+    fixed_headers = ((b"connection", b"close"),)  # the rest of the body is never read: no reuse
 
 
 class Unauthorized(RequestError):
@@ -85,9 +84,7 @@ class Unauthorized(RequestError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        return [(b"www-authenticate", b'Bearer realm="chatd"')]
+    fixed_headers = ((b"www-authenticate", b'Bearer realm="chatd"'),)
 
 
 class NotFound(RequestError):

@@ -107,13 +107,13 @@ class ProviderMetrics:
         self.in_flight -= 1
 
 
-class SharedProviderMetrics(ProviderMetrics):
-    """Multiprocess mode: every update also goes to the directory all workers share."""
+class SharedProviderMetrics:
+    """Multiprocess mode: the same updates, written to the directory all workers share."""
 
-    __slots__ = ("_children",)
+    __slots__ = ("name", "_children")
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        self.name = name
         self._children: dict[tuple, object] = {}
 
     def _child(self, metric, *labels: str):
@@ -168,11 +168,11 @@ class _SharedMetrics:
 
 
 _SHARED = _SharedMetrics() if _DIRECTORY else None
-_PROVIDERS: dict[str, ProviderMetrics] = {}
+_PROVIDERS: dict[str, ProviderMetrics | SharedProviderMetrics] = {}
 _FALLBACKS: dict[tuple[str, str], int] = {}
 
 
-def for_provider(name: str) -> ProviderMetrics:
+def for_provider(name: str) -> ProviderMetrics | SharedProviderMetrics:
     """The provider's metrics, made on first use (names come from config, so they stay few)."""
     metrics = _PROVIDERS.get(name)
     if metrics is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from .metrics import ProviderMetrics, for_provider
+from .metrics import ProviderMetrics, SharedProviderMetrics, for_provider
 
 NOT_UPSTREAM_FAILURES = frozenset({"client_gone", "cancelled"})
 
@@ -22,7 +22,7 @@ class ProviderStats:
                  "consecutive_failures", "cooldown_until", "retries", "fallbacks", "metrics")
 
     def __init__(self, name: str) -> None:
-        self.metrics: ProviderMetrics = for_provider(name)
+        self.metrics: ProviderMetrics | SharedProviderMetrics = for_provider(name)
         self.requests = 0
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()

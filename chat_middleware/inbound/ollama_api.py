@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import orjson
 
@@ -71,6 +72,7 @@ def speaks_ollama(config: Config, chain: tuple[Target, ...]) -> bool:
     return all(config.providers[t.provider].transform in OLLAMA_TRANSFORMS for t in chain if t.registered)
 
 
+@lru_cache(maxsize=4)  # one model list per config: built on the first request, not on every one
 def tag_list(models: bytes) -> bytes:
     """The OpenAI model list → Ollama's /api/tags; sizes and details are unknown to chatd, so empty."""
     listed = []
