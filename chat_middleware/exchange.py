@@ -40,8 +40,7 @@ class Attempt:
 class Exchange:
     """What the client has been sent so far; telemetry is written before its last byte."""
 
-    __slots__ = ("send", "renderer", "call", "head", "held", "attempt", "attempts", "started_at",
-                 "response_started", "finished")
+    __slots__ = ("send", "renderer", "call", "head", "held", "attempt", "response_started", "finished")
 
     def __init__(self, send: Send, renderer: Renderer, call: Call) -> None:
         self.send = send
@@ -50,13 +49,11 @@ class Exchange:
         self.head: Headers = []
         self.held: list[bytes] = []
         self.attempt: Attempt | None = None
-        self.attempts = 0
-        self.started_at = perf_counter()
         self.response_started = False
         self.finished = False
 
     def latency_ms(self) -> float:
-        return 1000 * (perf_counter() - self.started_at)
+        return 1000 * (perf_counter() - self.call.started_at)
 
     async def body(
         self, data: bytes, headers: Headers | None = None, more: bool = True, content: bool = True

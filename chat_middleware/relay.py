@@ -96,12 +96,11 @@ class Relay:
                 call.status = CLIENT_LEFT
         finally:
             guard.stop()
-            call.attempts = exchange.attempts
             if exchange.attempt is not None:
                 call.tokens_in, call.tokens_out = exchange.attempt.tokens_in, exchange.attempt.tokens_out
         if error is not None and not exchange.finished:
             log.warning("%r: %d %r (after %d attempt(s))", body.get("model"), error.status, error.message,
-                        exchange.attempts)
+                        call.attempts)
             await exchange.fail(error)
 
     async def _serve(
@@ -164,14 +163,14 @@ class Relay:
     ) -> RequestError | None:
         """One upstream call under the guard; the error it ended in, or None once answered."""
         attempt = exchange.attempt = Attempt(self._telemetry.providers[provider.name])
-        exchange.attempts += 1
-        exchange.held.clear()
         call = exchange.call
+        call.attempts += 1
+        exchange.held.clear()
         call.provider, call.upstream_model = provider.name, target.upstream_model
         exchange.head = [
             self._provider_headers[provider.name],
             (b"x-chatd-model", header_value(target.upstream_model)),
-            (b"x-chatd-attempts", str(exchange.attempts).encode()),
+            (b"x-chatd-attempts", str(call.attempts).encode()),
             (REQUEST_ID, call.request_id),
         ]
         guard.arm(provider.timeouts)
