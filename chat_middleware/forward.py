@@ -33,6 +33,7 @@ from yarl import URL
 from .asgi import ClientGone, send_error
 from .errors import UpstreamError, UpstreamTimeout
 from .types import Headers, Message, Receive, Scope, Send
+from .upstream import request_body
 
 SECONDS = 1.0
 
@@ -45,7 +46,6 @@ _HOP_BY_HOP = frozenset({
 _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for",
                                b"x-forwarded-host", b"x-forwarded-proto"}
 _RESPONSE_DROP = _HOP_BY_HOP | {b"date", b"server"}
-_RAW_BODY_MAX = 2**20
 _RELAY_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
@@ -163,10 +163,7 @@ class Forwarder:
 
 
 def _payload(body: bytes) -> bytes | io.BytesIO | None:
-    """A whole body for aiohttp, which warns (ResourceWarning) about raw bytes over 1 MiB."""
-    if len(body) > _RAW_BODY_MAX:
-        return io.BytesIO(body)
-    return body or None
+    return request_body(body) if body else None
 
 
 def request_headers(scope: Scope) -> list[tuple[str, str]]:

@@ -24,6 +24,11 @@ from .transforms import TRANSFORMS
 _LARGE = 1 << 20
 
 
+def request_body(body: bytes) -> bytes | io.BytesIO:
+    """A whole body for aiohttp, which warns (ResourceWarning) about raw bytes over 1 MiB."""
+    return io.BytesIO(body) if len(body) > _LARGE else body
+
+
 def _headers(provider: ProviderConfig) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "User-Agent": f"chatd/{__version__}"}
     if provider.api_key:
@@ -74,8 +79,8 @@ class Upstreams:
         if session is None:
             self.open()
             session = self._sessions[provider]
-        data = body if len(body) < _LARGE else io.BytesIO(body)  # aiohttp's advice for large bodies
-        return session.post(self._urls[provider], data=data, headers={"X-Request-Id": request_id.decode()})
+        return session.post(self._urls[provider], data=request_body(body),
+                            headers={"X-Request-Id": request_id.decode()})
 
 
 class transport_errors:
