@@ -12,11 +12,14 @@ request id, and the request body only when `[chatd] log_bodies` is on.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import itertools
 import logging
 import os
 import re
 from time import perf_counter
+from typing import BinaryIO
 
 import orjson
 
@@ -95,9 +98,9 @@ class Call:
         metrics = for_provider(self.provider or NO_PROVIDER)
         metrics.answered(self.status, seconds, first_token, self.tokens_in, self.tokens_out)
         if logged and ACCESS_LOG.isEnabledFor(logging.INFO):
-            ACCESS_LOG.info("%s", self.line(seconds))
+            LINES.write(self.entry(seconds))
 
-    def line(self, seconds: float) -> str:
+    def entry(self, seconds: float) -> dict:
         entry = {
             "request_id": self.request_id.decode("ascii"),
             "method": self.method,
@@ -118,4 +121,46 @@ class Call:
             entry["error"] = self.error
         if self.body is not None:
             entry["body"] = self.body
-        return orjson.dumps(entry).decode()
+        return entry
+
+
+class AccessLines:
+    """Where access-log lines go.
+
+    Mounted in a host gateway, each is a record on the `chatd.access` logger and
+    the host decides where it ends up. Standalone chatd owns its stdout
+    (`to_stream`): lines are written there straight, and the lines of every
+    request that ends in the same event-loop turn share one write — a logging
+    record, a handler lock and a flush per request would cost more than
+    chatd's routing.
+    """
+
+    def __init__(self) -> None:
+        self._stream: BinaryIO | None = None
+        self._pending: list[bytes] = []
+
+    def to_stream(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        atexit.register(self.flush)
+
+    def write(self, entry: dict) -> None:
+        if self._stream is None:
+            ACCESS_LOG.info("%s", orjson.dumps(entry).decode())
+            return
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop: nothing would flush later
+                self._stream.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+                self._stream.flush()
+                return
+        self._pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+
+    def flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if lines and self._stream is not None:
+            self._stream.write(b"".join(lines))
+            self._stream.flush()
+
+
+LINES = AccessLines()

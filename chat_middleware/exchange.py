@@ -10,7 +10,7 @@ from __future__ import annotations
 from time import perf_counter
 
 from .access import Call
-from .asgi import send_error
+from .asgi import content_length, send_error
 from .errors import RequestError
 from .render import Renderer
 from .telemetry import ProviderStats, Telemetry
@@ -72,9 +72,10 @@ class Exchange:
             self.response_started = True
             self.call.status = 200
             self.call.first_byte()
-            await self.send({"type": "http.response.start", "status": 200, "headers": [*headers, *self.head]})
             if self.held:
                 data, self.held = b"".join(self.held) + data, []
+            head = [*headers, *self.head, content_length(data)] if not more else [*headers, *self.head]
+            await self.send({"type": "http.response.start", "status": 200, "headers": head})
         if not more:
             self.finished = True
             if self.attempt is not None:

@@ -11,24 +11,16 @@ from __future__ import annotations
 import logging
 import sys
 
-from .access import ACCESS_LOG
+from .access import LINES
 
 DIAGNOSTICS = logging.getLogger("chatd")
 
 
 def configure(level: int = logging.INFO) -> None:
-    # Standalone, chatd owns the process: skip the search for each line's caller
-    # (file, line, function), which no line here shows, as the logging HOWTO's
-    # "Optimization" section suggests; a third of an access-log line's cost.
-    logging._srcfile = None  # type: ignore[attr-defined]
-    _own_handler(DIAGNOSTICS, sys.stderr, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not DIAGNOSTICS.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        DIAGNOSTICS.addHandler(handler)
+        DIAGNOSTICS.propagate = False
     DIAGNOSTICS.setLevel(level)
-    _own_handler(ACCESS_LOG, sys.stdout, "%(message)s")
-
-
-def _own_handler(logger: logging.Logger, stream: object, fmt: str) -> None:
-    if not logger.handlers:
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter(fmt))
-        logger.addHandler(handler)
-        logger.propagate = False
+    LINES.to_stream(sys.stdout.buffer)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 
 from chat_middleware import cli
@@ -48,10 +49,15 @@ def test_each_server_answers_the_openai_sdk_and_stops_cleanly_on_sigterm(config_
     with start(config_path, "--server", server) as chatd:
         chatd.wait_healthy()
         with openai.OpenAI(base_url=chatd.url + "/v1/chat", api_key="unused", max_retries=0, timeout=10) as sdk:
-            reply = sdk.chat.completions.create(model="qwen3:8b", messages=[{"role": "user", "content": "Hi"}])
+            raw = sdk.chat.completions.with_raw_response.create(
+                model="qwen3:8b", messages=[{"role": "user", "content": "Hi"}])
+        reply = raw.parse()
         assert reply.choices[0].message.content == GREETING and reply.model == "qwen3:8b"
         assert chatd.stop() == 0, chatd.output()
     output = chatd.output()
+    access = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert [(a["path"], a["status"], a["provider"], a["request_id"]) for a in access] == [
+        ("/v1/chat/chat/completions", 200, "ollama", raw.headers["x-request-id"])]
     assert f"({server}, 1 worker)" in output
     assert "GET /v1/chat/health" not in output  # no access log from the server itself
     assert "Logging error" not in output and "Traceback" not in output

@@ -191,6 +191,44 @@ def test_log_bodies_adds_the_request_to_the_line(make_chatd, caplog):
     assert line["body"]["messages"] == [{"role": "user", "content": "secret plan"}]
 
 
+class Recorded:
+    """A binary stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_standalone_access_lines_that_end_in_one_loop_turn_share_one_write():
+    from chat_middleware.access import AccessLines
+
+    stream = Recorded()
+    lines = AccessLines()
+    lines.to_stream(stream)
+
+    async def requests_ending_together() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        for n in range(3):
+            lines.write({"request_id": f"r{n}", "status": 200})
+        assert stream.writes == []  # nothing written yet: the turn is not over
+        turn_over = loop.create_future()
+        loop.call_soon(turn_over.set_result, None)  # runs after the flush scheduled by the first line
+        await turn_over
+        return stream.writes
+
+    writes = asyncio.run(requests_ending_together())
+    assert len(writes) == 1
+    assert [orjson.loads(line)["request_id"] for line in writes[0].splitlines()] == ["r0", "r1", "r2"]
+    lines.write({"request_id": "outside-a-loop", "status": 200})  # no loop to flush later: written at once
+    assert orjson.loads(stream.writes[-1])["request_id"] == "outside-a-loop"
+
+
 def test_latency_buckets_count_a_value_under_every_bound_at_or_above_it():
     from chat_middleware.metrics import BUCKETS, Timings
 
