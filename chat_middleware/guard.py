@@ -5,10 +5,13 @@ Under hypercorn a client that leaves shows only as `http.disconnect` from
 a watcher awaits `receive()` and cancels the request task when the client goes,
 which closes the upstream at once. Deadlines use the same cancellation.
 
-Both cost almost nothing per request and per chunk: one timer per request
-serves every deadline, and is moved only when it fires (a chunk just notes the
-time); the watcher task starts only once a request has run for WATCH_AFTER
-seconds, since a request that ends sooner has nothing worth cancelling.
+Neither may cost a request anything worth measuring, so no request has a timer
+of its own: one `Clock` per event loop ticks every TICK seconds while any
+request is guarded and checks them all. A chunk only raises a flag the next
+tick reads, and a request is watched for its client from its second tick on,
+so one that ends within TICK seconds never creates a task. The price is
+precision: a deadline passes up to two ticks late, and a disconnect is noticed
+at most two ticks into a request.
 
     guard = Guard(receive)
     guard.start()
@@ -26,50 +29,84 @@ seconds, since a request that ends sooner has nothing worth cancelling.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
 
 from .config import Timeouts
 from .types import Receive
 
 DISCONNECT = "disconnect"
-WATCH_AFTER = 0.05
-"""Seconds into a request before its client is watched: a disconnect is noticed at most this late."""
+TICK = 0.05
+"""Seconds between two checks of every guarded request."""
+
+
+class Clock:
+    """The one timer of an event loop's guarded requests; it runs only while there are some."""
+
+    __slots__ = ("loop", "guards", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.guards: set[Guard] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, guard: Guard) -> None:
+        self.guards.add(guard)
+        if self._timer is None:
+            self._timer = self.loop.call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        if not self.guards:
+            self._timer = None
+            return
+        now = self.loop.time()
+        for guard in tuple(self.guards):
+            guard.check(now)
+        self._timer = self.loop.call_later(TICK, self._tick)
+
+
+_clock: Clock | None = None
+
+
+def clock_of(loop: asyncio.AbstractEventLoop) -> Clock:
+    """The loop's clock (almost always the one of the last call: one loop per process)."""
+    global _clock
+    clock = _clock
+    if clock is None or clock.loop is not loop:
+        clock = _clock = Clock(loop)
+    return clock
 
 
 class Guard:
-    __slots__ = ("_receive", "_loop", "_now", "_task", "_watcher", "_watch_at", "_timer", "_timer_at",
-                 "_armed", "_idle", "_first_byte_at", "_total_at", "_last_chunk", "reason")
+    __slots__ = ("_receive", "_clock", "_task", "_watcher", "_ticks", "_armed", "_idle", "_first_byte_at",
+                 "_total_at", "_last_chunk", "fresh", "reason")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._watcher: asyncio.Task | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._ticks = 0
         self._armed = False
+        self.fresh = False
         self.reason: str | None = None
 
     def start(self) -> None:
         """Begin guarding; call after the request body has been read."""
-        self._loop = asyncio.get_running_loop()
-        self._now: Callable[[], float] = self._loop.time
-        self._task = asyncio.current_task()
-        self._watch_at = self._now() + WATCH_AFTER
-        self._schedule(self._watch_at)
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task(loop)
+        self._clock = clock_of(loop)
+        self._clock.add(self)
 
     def arm(self, timeouts: Timeouts) -> None:
         """Deadlines for one upstream attempt: first byte and total, from now; idle once bytes flow."""
-        now = self._now()
-        self._armed = True
+        now = self._clock.loop.time()
         self._idle = timeouts.idle
         self._first_byte_at = now + timeouts.first_byte
         self._total_at = now + timeouts.total
         self._last_chunk: float | None = None
-        self._reschedule()
+        self.fresh = False
+        self._armed = True
 
     def chunk(self) -> None:
-        """An upstream chunk arrived: the idle deadline starts again."""
-        now = self._last_chunk = self._now()
-        if now + self._idle < self._timer_at:  # the first chunk, when idle is shorter than first_byte
-            self._reschedule()
+        """An upstream chunk arrived: the idle deadline starts again (from the next tick)."""
+        self.fresh = True
 
     def disarm(self) -> None:
         """No deadline until the next arm(); the client is still watched."""
@@ -78,9 +115,7 @@ class Guard:
     def stop(self) -> None:
         """Stop guarding. Synchronous, so no cancel can land after it."""
         self._armed = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._clock.guards.discard(self)
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
@@ -101,42 +136,24 @@ class Guard:
             self.reason = None
         return reason
 
-    def _deadline(self) -> tuple[float, str]:
+    def check(self, now: float) -> None:
+        """The clock's tick: start watching the client, or fire a deadline that has passed."""
+        self._ticks += 1
+        if self._ticks == 2:
+            self._watcher = self._clock.loop.create_task(self._watch())
+        if not self._armed:
+            return
+        if self.fresh:
+            self.fresh = False
+            self._last_chunk = now
         if self._last_chunk is None:
             at, reason = self._first_byte_at, "first_byte"
         else:
             at, reason = self._last_chunk + self._idle, "idle"
         if at >= self._total_at:
-            return self._total_at, "total"
-        return at, reason
-
-    def _reschedule(self) -> None:
-        at = self._deadline()[0] if self._armed else float("inf")
-        if self._watcher is None and self._watch_at < at:
-            at = self._watch_at
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if at == float("inf"):
-            self._timer_at = at
-        else:
-            self._schedule(at)
-
-    def _schedule(self, at: float) -> None:
-        self._timer_at = at
-        self._timer = self._loop.call_at(at, self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
-        now = self._now()
-        if self._watcher is None and now >= self._watch_at:
-            self._watcher = self._loop.create_task(self._watch())
-        if self._armed:
-            at, reason = self._deadline()
-            if now >= at:
-                self._fire(reason)
-                return
-        self._reschedule()
+            at, reason = self._total_at, "total"
+        if now >= at:
+            self._fire(reason)
 
     def _fire(self, reason: str) -> None:
         if self.reason is None:

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from chat_middleware.config import Timeouts
-from chat_middleware.guard import WATCH_AFTER, Guard
+from chat_middleware.guard import TICK, Guard, clock_of
 
 
 async def never_disconnects() -> dict:
@@ -90,6 +90,23 @@ def test_work_that_finishes_is_not_cancelled_and_no_timer_outlives_it():
     assert run(scenario()) is None
 
 
+def test_many_requests_share_one_clock_and_each_meets_its_own_deadline():
+    async def scenario() -> list[tuple[str | None, float]]:
+        loop = asyncio.get_running_loop()
+
+        async def one(first_byte: float) -> tuple[str | None, float]:
+            start = loop.time()
+            reason = await guarded(Timeouts(first_byte=first_byte, idle=5, total=5), lambda g: asyncio.sleep(5))
+            return reason, loop.time() - start
+
+        results = await asyncio.gather(*(one(0.1 + 0.1 * (n % 3)) for n in range(300)))
+        assert clock_of(loop).guards == set()  # every stopped guard has left the clock
+        return results
+
+    for n, (reason, took) in enumerate(run(scenario())):
+        deadline = 0.1 + 0.1 * (n % 3)
+        assert reason == "first_byte"
+        assert deadline <= took < deadline + 2 * TICK + 0.1  # two ticks late at most, plus a loaded CI
 
 
 def test_a_quick_request_never_reads_from_the_client():
@@ -104,11 +121,11 @@ def test_a_quick_request_never_reads_from_the_client():
 
     assert run(guarded(Timeouts(), quick, receive)) is None
     assert calls == []
-    assert WATCH_AFTER <= 0.1
+    assert TICK <= 0.05
 
 
 @pytest.mark.parametrize("disarmed", [False, True])
-@pytest.mark.parametrize("after", [0.0, WATCH_AFTER * 2])
+@pytest.mark.parametrize("after", [0.0, TICK * 3])
 def test_a_client_that_leaves_is_noticed_armed_or_between_attempts(disarmed, after):
     left = asyncio.Event()
 
