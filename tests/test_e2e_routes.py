@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.conftest import KEYS
+from tests.fakes import Reply
 
 HI = [{"role": "user", "content": "Hi there"}]
 
@@ -158,3 +159,25 @@ def test_telemetry_counts_requests_tokens_and_errors(make_chatd):
     assert stats["errors"] == {"upstream": 1}
     assert stats["tokens_in"] > 0 and stats["tokens_out"] > 0 and stats["in_flight"] == 0
     assert chatd.app.telemetry.snapshot()["kimi"]["requests"] == 0
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/v1/chat/chat/completions", {"model": "router", "messages": HI}),   # passthrough
+    ("POST", "/v1/chat/chat/completions", {"model": "qwen3:8b", "messages": HI}),  # translated
+    ("POST", "/v1/chat", {"model": "qwen3:8b", "messages": HI}),                   # native shape
+    ("POST", "/v1/chat/chat/completions", {"model": "qwen3:8b"}),                  # a 400
+    ("GET", "/v1/chat/nowhere", None),                                             # a 404
+    ("GET", "/v1/chat/models", None),
+])
+def test_whole_answers_say_their_length(gateway, upstreams, method, path, body):
+    response = httpx.request(method, gateway.url + path, json=body, timeout=10)
+    assert int(response.headers["content-length"]) == len(response.content) > 0
+    assert "transfer-encoding" not in response.headers
+
+
+def test_a_stream_that_arrives_over_time_is_sent_as_it_comes(gateway, ollama):
+    ollama.replies["qwen3:8b"] = Reply(delay_chunks=0.02)  # an upstream taking its time between tokens
+    streamed = httpx.post(gateway.url + "/v1/chat/chat/completions", timeout=10,
+                          json={"model": "qwen3:8b", "messages": HI, "stream": True})
+    assert streamed.headers["transfer-encoding"] == "chunked" and "content-length" not in streamed.headers
+    assert streamed.text.endswith("data: [DONE]\n\n")
