@@ -181,7 +181,12 @@ def to_ollama_tools(body: dict) -> list | None:
 
 
 def to_ollama_messages(messages: object) -> list[dict]:
-    """OpenAI messages → Ollama messages: text joined, data-URL images inlined, arguments parsed."""
+    """OpenAI messages → Ollama messages: text joined, data-URL images inlined, arguments parsed.
+
+    Runs once per message of every request (agent conversations carry hundreds),
+    so a plain text message takes the shortest path and error text is built only
+    when there is an error.
+    """
     if not isinstance(messages, list):
         raise BadRequest(f"messages must be a list of message objects, got {_shown(messages)}")
     if not messages:
@@ -189,24 +194,29 @@ def to_ollama_messages(messages: object) -> list[dict]:
     out = []
     call_names: dict[str, str] = {}
     for i, msg in enumerate(messages):
-        where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            raise BadRequest(f"{where} must be an object, got {_shown(msg)}")
+            raise BadRequest(f"messages[{i}] must be an object, got {_shown(msg)}")
         role = msg.get("role")
-        if not isinstance(role, str) or role not in ROLES:
-            raise BadRequest(f"{where}.role must be one of {', '.join(ROLES)}, got {_shown(role)}")
-        text, images = _content(msg.get("content"), where)
-        message: dict = {"role": ROLES[role], "content": text}
-        if images:
-            message["images"] = images
-        if role == "assistant" and msg.get("tool_calls") is not None:
-            calls = _tool_calls(msg["tool_calls"], where, call_names)
-            if calls:
-                message["tool_calls"] = calls
+        ollama_role = ROLES.get(role) if isinstance(role, str) else None
+        if ollama_role is None:
+            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {_shown(role)}")
+        content = msg.get("content")
+        if isinstance(content, str):
+            message: dict = {"role": ollama_role, "content": content}
+        else:
+            text, images = _content(content, i)
+            message = {"role": ollama_role, "content": text}
+            if images:
+                message["images"] = images
+        if role == "assistant":
+            if msg.get("tool_calls") is not None:
+                calls = _tool_calls(msg["tool_calls"], f"messages[{i}]", call_names)
+                if calls:
+                    message["tool_calls"] = calls
         elif role == "tool":
             call_id = msg.get("tool_call_id")
             if call_id is not None and not isinstance(call_id, str):
-                raise BadRequest(f"{where}.tool_call_id must be a string, got {_shown(call_id)}")
+                raise BadRequest(f"messages[{i}].tool_call_id must be a string, got {_shown(call_id)}")
             name = call_names.get(call_id) if call_id else None
             name = name or (msg["name"] if isinstance(msg.get("name"), str) else None)
             if name:
@@ -217,17 +227,17 @@ def to_ollama_messages(messages: object) -> list[dict]:
     return out
 
 
-def _content(content: object, where: str) -> tuple[str, list[str]]:
-    if isinstance(content, str):
-        return content, []
+def _content(content: object, i: int) -> tuple[str, list[str]]:
+    """A message's content that is not a plain string: absent, or a list of text and image parts."""
     if content is None:
         return "", []
     if not isinstance(content, list):
-        raise BadRequest(f"{where}.content must be a string or a list of content parts, got {_shown(content)}")
+        raise BadRequest(f"messages[{i}].content must be a string or a list of content parts, "
+                         f"got {_shown(content)}")
     texts: list[str] = []
     images: list[str] = []
     for j, part in enumerate(content):
-        at = f"{where}.content[{j}]"
+        at = f"messages[{i}].content[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             if not isinstance(part.get("text"), str):
