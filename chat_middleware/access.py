@@ -26,6 +26,7 @@ import orjson
 from .metrics import NO_PROVIDER, for_provider
 
 ACCESS_LOG = logging.getLogger("chatd.access")
+log = logging.getLogger("chatd")
 REQUEST_ID = b"x-request-id"
 CLIENT_LEFT = 499
 _VALID_ID = re.compile(rb"[\x21-\x7e]{1,128}")
@@ -138,6 +139,7 @@ class AccessLines:
     def __init__(self) -> None:
         self._stream: BinaryIO | None = None
         self._pending: list[bytes] = []
+        self._failing = False
 
     def to_stream(self, stream: BinaryIO) -> None:
         self._stream = stream
@@ -151,16 +153,25 @@ class AccessLines:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no event loop: nothing would flush later
-                self._stream.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
-                self._stream.flush()
+                self._pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+                self.flush()
                 return
         self._pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
     def flush(self) -> None:
+        """Write the pending lines. A stdout that fails (a closed pipe) loses them, said once on stderr."""
         lines, self._pending = self._pending, []
-        if lines and self._stream is not None:
+        if not lines or self._stream is None:
+            return
+        try:
             self._stream.write(b"".join(lines))
             self._stream.flush()
+        except (OSError, ValueError) as exc:
+            if not self._failing:
+                self._failing = True
+                log.error("access-log lines are being lost: cannot write them (%s)", exc)
+        else:
+            self._failing = False
 
 
 LINES = AccessLines()

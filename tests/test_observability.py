@@ -229,6 +229,23 @@ def test_standalone_access_lines_that_end_in_one_loop_turn_share_one_write():
     assert orjson.loads(stream.writes[-1])["request_id"] == "outside-a-loop"
 
 
+class ClosedPipe(Recorded):
+    def write(self, data: bytes) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_stdout_that_fails_loses_lines_without_breaking_requests_and_says_so_once(caplog):
+    from chat_middleware.access import AccessLines
+
+    lines = AccessLines()
+    lines.to_stream(ClosedPipe())
+    caplog.set_level(logging.ERROR, logger="chatd")
+    for n in range(3):
+        lines.write({"request_id": f"r{n}", "status": 200})  # outside a loop: each is written at once
+    errors = [r.getMessage() for r in caplog.records if r.name == "chatd"]
+    assert len(errors) == 1 and "access-log lines are being lost" in errors[0]
+
+
 def test_latency_buckets_count_a_value_under_every_bound_at_or_above_it():
     from chat_middleware.metrics import BUCKETS, Timings
 
