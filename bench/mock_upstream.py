@@ -1,6 +1,6 @@
 """A mock LLM upstream fast enough not to be the bottleneck of the benchmark.
 
-    python -m bench.mock_upstream --port 0 --chunks 20 [--delay-ms 100]
+    python -m bench.mock_upstream --port 0 --chunks 20 [--delay-ms 100 | --one-write]
 
 prints its URL on one line and serves until SIGTERM:
 
@@ -18,7 +18,8 @@ asyncio Protocols (HTTP/1.1 keep-alive, Content-Length or chunked) because it
 serves the same load with less CPU than aiohttp's low-level server (see
 bench/README.md). Stream frames go out one per event-loop turn, or
 `--delay-ms` apart, so a proxy receives them as separate reads, as it would from
-a model generating tokens.
+a model generating tokens; `--one-write` sends each stream whole instead, so how
+a proxy's reads split it cannot vary from run to run (bench.instructions).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def stream_reply(content_type: str, parts: list[bytes]) -> Reply:
 class MockUpstream:
     """The replies and counters shared by all connections."""
 
-    def __init__(self, chunks: int = 20, delay: float = 0.0) -> None:
+    def __init__(self, chunks: int = 20, delay: float = 0.0, one_write: bool = False) -> None:
         self.delay = delay
         self.requests = 0
         self.open_streams = 0
@@ -147,6 +148,8 @@ class MockUpstream:
             (OLLAMA, True, False): stream_reply("application/x-ndjson", ollama_lines(chunks)),
         }
         self.replies[(OPENAI, False, True)] = self.replies[(OPENAI, False, False)]
+        if one_write:
+            self.replies = {key: Reply(b"".join(r.frames)) if r.frames else r for key, r in self.replies.items()}
         self.not_found = error(404, "no such endpoint")
 
     def reply(self, path: bytes, body: bytes) -> Reply | bytes:
@@ -265,17 +268,17 @@ class Connection(asyncio.Protocol):
 
 
 async def start(host: str = "127.0.0.1", port: int = 0, chunks: int = 20,
-                delay: float = 0.0) -> tuple[asyncio.Server, MockUpstream]:
+                delay: float = 0.0, one_write: bool = False) -> tuple[asyncio.Server, MockUpstream]:
     """Listen on host:port (0: any free port) in the running loop."""
-    mock = MockUpstream(chunks, delay)
+    mock = MockUpstream(chunks, delay, one_write)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Connection(mock), host, port, backlog=4096)
     return server, mock
 
 
-async def serve(host: str, port: int, chunks: int, delay: float) -> None:
+async def serve(host: str, port: int, chunks: int, delay: float, one_write: bool = False) -> None:
     """Print the URL, then serve until cancelled (aio.run cancels on SIGTERM or SIGINT)."""
-    server, mock = await start(host, port, chunks, delay)
+    server, mock = await start(host, port, chunks, delay, one_write)
     print(f"http://{host}:{server.sockets[0].getsockname()[1]}", flush=True)
     try:
         await asyncio.Future()
@@ -293,11 +296,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: any free port (default)")
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream (default 20)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="pause between stream frames (default 0)")
+    parser.add_argument("--one-write", action="store_true", help="send each stream in one write")
     args = parser.parse_args(argv)
     if args.chunks < 1:
         parser.error("--chunks must be at least 1")
+    if args.one_write and args.delay_ms:
+        parser.error("--one-write sends a stream at once: it takes no --delay-ms")
     try:
-        aio.run(serve(args.host, args.port, args.chunks, args.delay_ms / 1000))
+        aio.run(serve(args.host, args.port, args.chunks, args.delay_ms / 1000, args.one_write))
     except aio.Stopped:
         pass
 

@@ -30,7 +30,7 @@ import orjson
 from . import proc
 from .loadgen import JSON_HEADERS, Latency, LoadError, wait_ready
 from .proc import LOAD_CORE, SERVER_CORE, CoreLoad, Process
-from .targets import RESULTS, ROOT, body, chatd_config, installed, server_argv
+from .targets import ROOT, body, chatd_config, installed, publish_as, server_argv
 
 
 BACKLOG = 2048
@@ -201,13 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.delay_ms is not None:
         plan = dataclasses.replace(plan, delay_ms=args.delay_ms)
     raise_fd_limit(4 * max(plan.levels) + 1024)
-    return proc.run_command("bench.scaling", lambda workdir: scale(plan, args.server, workdir), publish)
-
-
-def publish(report: str) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scaling.md").write_text(report)
-    print(report, end="")
+    return proc.run_command("bench.scaling", lambda workdir: scale(plan, args.server, workdir),
+                            publish_as("scaling.md"))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,21 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Callable
 
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def publish_as(filename: str) -> Callable[[str], None]:
+    """A command's way to publish its report: to bench/results/`filename`, and to stdout."""
+    def publish(report: str) -> None:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / filename).write_text(report)
+        print(report, end="")
+    return publish
 DIRECT, FLOOR, CHATD = "direct", "floor", "chatd"
 SERVERS = ("hypercorn", "uvicorn", "granian")
 ROUTES = ("openai", "ollama")
