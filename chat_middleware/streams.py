@@ -139,7 +139,7 @@ class SSESplitter:
         if b"\r" in events:
             return None
         payloads = events[6:-2].split(b"\n\ndata: ")
-        if events.count(b"\n") != 2 * len(payloads):
+        if b"\n" in b"".join(payloads):  # a multi-line event, or a comment or field between events
             return None
         self._tail = buffer[end:]
         return payloads, events

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 
 
 def _carries_usage(payload: bytes) -> bool:
-    """A `usage` that is not null (OpenAI sends `"usage":null` on every chunk before the last)."""
-    at = payload.find(b'"usage"') + 7
-    return at > 6 and not (payload.startswith(b":null", at) or payload.startswith(b": null", at))
+    """A usage object, wherever it sits (Kimi's is inside the choice): every one counts prompt
+    tokens, while the chunks before the last say `"usage":null` or nothing. A quote inside a
+    JSON string is escaped, so only a key can match."""
+    return b'"prompt_tokens"' in payload
 
 
 def _needs_reading(payload: bytes) -> bool:
@@ -101,8 +102,7 @@ class OpenAIStreamDecoder:
             plain -= 1
         if plain < len(payloads):
             events = events[:len(events) - sum([len(p) + 8 for p in payloads[plain:]])]  # data: …\n\n
-        if b'"error"' in events or b"data: [DONE]\n" in events \
-                or events.count(b'"usage"') != events.count(b'"usage":null'):
+        if b'"error"' in events or _carries_usage(events) or b"[DONE]" in payloads[:plain]:
             return self._chunks(payloads)
         if plain == len(payloads):
             return Chunks(map(Chunk, payloads), events)
