@@ -92,6 +92,30 @@ def test_decoder_stops_at_done_so_a_later_cost_chunk_is_ignored():
     assert len(chunks) == 1 and decoder.done
 
 
+@pytest.mark.parametrize("after", [chunk(cost="0.1"), chunk("more")])
+def test_nothing_after_done_reaches_the_client_even_in_the_same_read(after):
+    decoder = OPENAI.decoder(include_usage=True)
+    chunks = decoder.feed(chunk("a") + b"data: [DONE]\n\n" + after)
+    assert [c.data["choices"][0]["delta"] for c in chunks] == [{"content": "a"}] and decoder.done
+    assert OpenAIRenderer().chunks(chunks) == chunk("a")
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_usage_in_the_middle_of_a_read_is_counted_and_hidden_unless_asked(include_usage):
+    usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    decoder = OPENAI.decoder(include_usage=include_usage)
+    chunks = decoder.feed(chunk("a") + chunk(usage=usage) + chunk("b"))
+    assert (decoder.prompt_tokens, decoder.completion_tokens) == (7, 3)
+    assert len(chunks) == (3 if include_usage else 2)
+
+
+def test_a_usage_key_inside_the_text_is_only_text():
+    decoder = OPENAI.decoder(include_usage=False)
+    text = 'say "prompt_tokens": 5 and "usage":{"x":1}'
+    chunks = decoder.feed(chunk(text) + chunk("b"))
+    assert decoder.prompt_tokens == 0 and chunks.sse == chunk(text) + chunk("b")  # forwarded as it came
+
+
 @pytest.mark.parametrize("event", [
     b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n',
     b'data: {"id": "c", "error": {"code": "server_error", "message": "Provider disconnected"}, '
