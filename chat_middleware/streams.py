@@ -131,6 +131,9 @@ class SSESplitter:
         """
         if self._data:
             return None
+        if not self._tail and data.find(b"\n") == len(data) - 2 and data.endswith(b"\n\n") \
+                and data.startswith(b"data: ") and b"\r" not in data:
+            return [data[6:-2]], data  # one whole single-line event: most reads of a token stream
         buffer = self._tail + data if self._tail else data
         end = buffer.rfind(b"\n\n") + 2
         if end < 2 or buffer[:6] != b"data: ":

@@ -100,6 +100,8 @@ class OpenAIStreamDecoder:
         plain = len(payloads)
         while plain and _needs_reading(payloads[plain - 1]):
             plain -= 1
+        if plain == 1 == len(payloads):  # one ordinary event, the usual read: nothing else to look for
+            return Chunks([Chunk(payloads[0])], events)
         if plain < len(payloads):
             events = events[:len(events) - sum([len(p) + 8 for p in payloads[plain:]])]  # data: …\n\n
         if b'"error"' in events or _carries_usage(events) or b"[DONE]" in payloads[:plain]:
