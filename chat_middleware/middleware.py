@@ -26,10 +26,10 @@ from .asgi import JSON, ClientGone, read_body, send_body, send_error, send_json
 from .config import Config, load_config
 from .errors import BadRequest, ChatdError, MethodNotAllowed, NotFound, RequestError, Unauthorized, redact
 from .inbound import ollama_api
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, exposition, process_exiting
 from .render import NativeRenderer, OpenAIRenderer
 from .runtime import Runtime
 from .shapes import check_completion, native_to_openai, parse_json_object
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, exposition, process_exiting
 from .telemetry import Telemetry
 from .types import ASGIApp, Headers, Receive, Scope, Send
 

@@ -131,20 +131,18 @@ class SSESplitter:
         """
         if self._data:
             return None
-        if not self._tail and data.find(b"\n") == len(data) - 2 and data.endswith(b"\n\n") \
-                and data.startswith(b"data: ") and b"\r" not in data:
-            return [data[6:-2]], data  # one whole single-line event: most reads of a token stream
         buffer = self._tail + data if self._tail else data
         end = buffer.rfind(b"\n\n") + 2
-        if end < 2 or buffer[:6] != b"data: ":
+        if end < 2 or not buffer.startswith(b"data: "):
             return None
-        events = buffer[:end] if end < len(buffer) else buffer
+        whole = end == len(buffer)  # most reads end on an event's end
+        events = buffer if whole else buffer[:end]
         if b"\r" in events:
             return None
         payloads = events[6:-2].split(b"\n\ndata: ")
         if b"\n" in b"".join(payloads):  # a multi-line event, or a comment or field between events
             return None
-        self._tail = buffer[end:]
+        self._tail = b"" if whole else buffer[end:]
         return payloads, events
 
     def feed(self, data: bytes) -> list[bytes]:

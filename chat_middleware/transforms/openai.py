@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from ..config import ProviderConfig
 
 
-
 def _carries_usage(payload: bytes) -> bool:
     """A usage object, wherever it sits (Kimi's is inside the choice): every one counts prompt
     tokens, while the chunks before the last say `"usage":null` or nothing. A quote inside a
@@ -100,11 +99,10 @@ class OpenAIStreamDecoder:
         plain = len(payloads)
         while plain and _needs_reading(payloads[plain - 1]):
             plain -= 1
-        if plain == 1 == len(payloads):  # one ordinary event, the usual read: nothing else to look for
-            return Chunks([Chunk(payloads[0])], events)
         if plain < len(payloads):
             events = events[:len(events) - sum([len(p) + 8 for p in payloads[plain:]])]  # data: …\n\n
-        if b'"error"' in events or _carries_usage(events) or b"[DONE]" in payloads[:plain]:
+        # The peel has read the last plain event; the ones before it are looked for in one go.
+        if plain > 1 and (b'"error"' in events or _carries_usage(events) or b"[DONE]" in payloads[:plain]):
             return self._chunks(payloads)
         if plain == len(payloads):
             return Chunks(map(Chunk, payloads), events)
