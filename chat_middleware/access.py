@@ -142,8 +142,9 @@ class AccessLines:
         self._failing = False
 
     def to_stream(self, stream: BinaryIO) -> None:
+        if self._stream is None:  # the chatd CLI and a worker's app factory may both ask
+            atexit.register(self.flush)
         self._stream = stream
-        atexit.register(self.flush)
 
     def write(self, entry: dict) -> None:
         if self._stream is None:
