@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
+from typing import Iterable
 
 import aiohttp
 import orjson
@@ -52,7 +53,7 @@ def timeout_error(provider: str, reason: str, timeouts: Timeouts) -> UpstreamTim
     return UpstreamTimeout(f"{provider} {what}")
 
 
-def has_content(chunks: list[Chunk]) -> bool:
+def has_content(chunks: Iterable[Chunk]) -> bool:
     """Whether a client seeing these chunks has seen the answer begin (text, tool call or end)."""
     for chunk in chunks:
         try:

@@ -78,11 +78,7 @@ class OpenAIRenderer(SSERenderer):
         return raw if passthrough else orjson.dumps(completion)
 
     def chunks(self, chunks: Chunks) -> bytes:
-        if chunks.sse is not None:
-            return chunks.sse
-        if len(chunks) == 1:
-            return chunks[0].sse
-        return b"".join([chunk.sse for chunk in chunks])
+        return chunks.sse
 
     def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes:
         return SSE_DONE

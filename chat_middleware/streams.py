@@ -2,11 +2,15 @@
 
 Upstream bytes arrive in arbitrary TCP-sized pieces; the splitters hand out whole
 events or lines as soon as they are complete, holding back only the unfinished tail.
+
+Byte searches on this path use `find`: `needle in data` first tries the needle
+as an integer and builds (and drops) a TypeError on every call.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from itertools import chain
+from typing import Iterator, Protocol
 
 import orjson
 
@@ -46,24 +50,47 @@ class Chunk:
         """The chunk as one SSE event."""
         if self._sse is None:
             payload = self.payload
-            if b"\n" in payload:  # an upstream event of several data lines stays several
+            if payload.find(b"\n") >= 0:  # an upstream event of several data lines stays several
                 payload = payload.replace(b"\n", b"\ndata: ")
             self._sse = b"data: " + payload + b"\n\n"
         return self._sse
 
 
-class Chunks(list):
-    """The chunks decoded from one upstream read.
+class Chunks:
+    """The chunks decoded from one upstream read, in order.
 
-    `sse` is all of them as SSE when the upstream framed them exactly so, in
-    which case an OpenAI client is sent the upstream's bytes as they came.
+    Events the upstream framed exactly as chatd frames them come as `payloads`
+    with their bytes as `sse`: an OpenAI client is sent those bytes as they
+    came, and their Chunk objects are made only if something reads them.
     """
 
-    __slots__ = ("sse",)
+    __slots__ = ("_payloads", "_chunks", "_sse")
 
-    def __init__(self, chunks: Iterable[Chunk] = (), sse: bytes | None = None) -> None:
-        list.__init__(self, chunks)
-        self.sse = sse
+    def __init__(self, chunks: list[Chunk] | None = None, sse: bytes | None = None,
+                 payloads: list[bytes] | None = None) -> None:
+        """`payloads` come before `chunks`; `sse`, when given, is all of them as SSE."""
+        self._payloads = payloads
+        self._chunks = [] if chunks is None else chunks
+        self._sse = sse
+
+    def append(self, chunk: Chunk) -> None:
+        self._chunks.append(chunk)
+
+    def __len__(self) -> int:
+        return len(self._chunks) + (len(self._payloads) if self._payloads else 0)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        """Each chunk, made from its payload as it is reached: a reader that stops early makes few."""
+        if self._payloads:
+            return chain(map(Chunk, self._payloads), self._chunks)
+        return iter(self._chunks)
+
+    @property
+    def sse(self) -> bytes:
+        """All of them as SSE events."""
+        if self._sse is None:
+            self._sse = b"".join([chunk.sse for chunk in self])
+        return self._sse
 
 
 class StreamDecoder(Protocol):
@@ -137,10 +164,10 @@ class SSESplitter:
             return None
         whole = end == len(buffer)  # most reads end on an event's end
         events = buffer if whole else buffer[:end]
-        if b"\r" in events:
+        if events.find(b"\r") >= 0:
             return None
         payloads = events[6:-2].split(b"\n\ndata: ")
-        if b"\n" in b"".join(payloads):  # a multi-line event, or a comment or field between events
+        if b"".join(payloads).find(b"\n") >= 0:  # a multi-line event, or a comment or field between events
             return None
         self._tail = b"" if whole else buffer[end:]
         return payloads, events

@@ -8,7 +8,7 @@ from chat_middleware.errors import BadRequest
 from chat_middleware.render import NativeRenderer
 from chat_middleware.routing import Target
 from chat_middleware.shapes import check_completion, native_to_openai, parse_json_object
-from chat_middleware.streams import Chunk, LineSplitter, SSESplitter
+from chat_middleware.streams import Chunk, Chunks, LineSplitter, SSESplitter
 
 
 def feed_all(splitter, data: bytes, step: int) -> list[bytes]:
@@ -36,6 +36,16 @@ def test_chunk_is_parsed_only_when_asked_and_dumped_once():
     assert raw.sse == b'data: {"a": 1}\n\n'
     assert raw.data == {"a": 1}
     assert Chunk(data={"b": 2}).sse == b'data: {"b":2}\n\n'
+
+
+def test_forwarded_chunks_come_first_and_keep_their_bytes():
+    forwarded = b'data: {"n":1}\n\ndata: {"n":2}\n\n'
+    chunks = Chunks([Chunk(data={"n": 3})], forwarded + b'data: {"n":3}\n\n', [b'{"n":1}', b'{"n":2}'])
+    assert len(chunks) == 3 and [c.data["n"] for c in chunks] == [1, 2, 3]
+    assert chunks.sse.startswith(forwarded)
+    built = Chunks()
+    built.append(Chunk(b'{"n":1}'))
+    assert not Chunks() and built.sse == b'data: {"n":1}\n\n'
 
 
 def test_native_body_becomes_openai():

@@ -156,7 +156,7 @@ class OllamaStreamDecoder:
             raise UpstreamStreamError("upstream stream ended before its final (done) line")
         return chunks
 
-    def _line(self, line: bytes, chunks: list[Chunk]) -> None:
+    def _line(self, line: bytes, chunks: Chunks) -> None:
         obj = ollama_object(line, UpstreamStreamError, "sent a stream line")
         model = obj.get("model")
         if model and isinstance(model, str):
@@ -205,7 +205,7 @@ class OllamaStreamDecoder:
             self._text_head, self._text_tail = head[:cut], head[cut + 2:]
         return Chunk(sse=self._text_head + orjson.dumps(content) + self._text_tail)
 
-    def _finish(self, obj: dict, chunks: list[Chunk]) -> None:
+    def _finish(self, obj: dict, chunks: Chunks) -> None:
         self.done = True
         if not self._started:  # an empty answer still opens with the assistant role
             chunks.append(self._chunk(self._delta("content", "")))

@@ -23,11 +23,17 @@ def _carries_usage(payload: bytes) -> bool:
     """A usage object, wherever it sits (Kimi's is inside the choice): every one counts prompt
     tokens, while the chunks before the last say `"usage":null` or nothing. A quote inside a
     JSON string is escaped, so only a key can match."""
-    return b'"prompt_tokens"' in payload
+    return payload.find(b'"prompt_tokens"') >= 0
 
 
 def _needs_reading(payload: bytes) -> bool:
-    return payload == b"[DONE]" or b'"error"' in payload or _carries_usage(payload)
+    return payload == b"[DONE]" or payload.find(b'"error"') >= 0 or _carries_usage(payload)
+
+
+def _any_needs_reading(payloads: list[bytes], events: bytes, end: int) -> bool:
+    """Whether any of `payloads`, which are `events[:end]`, needs reading: one pass per search."""
+    return events.find(b'"error"', 0, end) >= 0 or events.find(b'"prompt_tokens"', 0, end) >= 0 or (
+        b"[DONE]" in payloads)
 
 
 class OpenAIPassthrough:
@@ -94,20 +100,19 @@ class OpenAIStreamDecoder:
         payloads, events = canonical
         if self.done or self.failure:
             return self._chunks(payloads)
-        # Forward the events as they came, up to the last few that need reading
-        # (usage, [DONE], an error): those are read one by one.
+        if not _any_needs_reading(payloads, events, len(events)):
+            return Chunks(sse=events, payloads=payloads)
+        # Usually only the last few (usage, [DONE]) need reading: the events
+        # before them are still forwarded as they came.
         plain = len(payloads)
         while plain and _needs_reading(payloads[plain - 1]):
             plain -= 1
-        if plain < len(payloads):
-            events = events[:len(events) - sum([len(p) + 8 for p in payloads[plain:]])]  # data: …\n\n
-        # The peel has read the last plain event; the ones before it are looked for in one go.
-        if plain > 1 and (b'"error"' in events or _carries_usage(events) or b"[DONE]" in payloads[:plain]):
+        head = payloads[:plain]
+        end = len(events) - sum([len(p) + 8 for p in payloads[plain:]])  # data: …\n\n
+        if not head or _any_needs_reading(head, events, end):
             return self._chunks(payloads)
-        if plain == len(payloads):
-            return Chunks(map(Chunk, payloads), events)
         last = self._chunks(payloads[plain:])
-        return Chunks([*map(Chunk, payloads[:plain]), *last], events + b"".join([c.sse for c in last]))
+        return Chunks([*last], events[:end] + last.sse, head)
 
     def close(self) -> Chunks:
         chunks = self._chunks(self._sse.close())
@@ -126,7 +131,7 @@ class OpenAIStreamDecoder:
                 self.done = True
                 break
             chunk = Chunk(payload)
-            if b'"error"' in payload:  # also matches "finish_reason":"error"
+            if payload.find(b'"error"') >= 0:  # also matches "finish_reason":"error"
                 try:
                     self._raise_on_error(chunk)
                 except UpstreamError as exc:

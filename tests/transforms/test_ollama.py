@@ -386,7 +386,7 @@ def test_in_band_error_line_fails_after_earlier_chunks():
 @pytest.mark.parametrize("line", [b"<html>oops</html>\n", b"[1, 2]\n"])
 def test_garbage_line_fails(line):
     decoder = OllamaChat().decoder(include_usage=False)
-    assert decoder.feed(line) == []
+    assert len(decoder.feed(line)) == 0
     assert isinstance(decoder.failure, UpstreamStreamError)
 
 
