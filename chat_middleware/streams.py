@@ -73,9 +73,6 @@ class Chunks:
         self._chunks = [] if chunks is None else chunks
         self._sse = sse
 
-    def append(self, chunk: Chunk) -> None:
-        self._chunks.append(chunk)
-
     def __len__(self) -> int:
         return len(self._chunks) + (len(self._payloads) if self._payloads else 0)
 

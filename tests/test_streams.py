@@ -43,9 +43,7 @@ def test_forwarded_chunks_come_first_and_keep_their_bytes():
     chunks = Chunks([Chunk(data={"n": 3})], forwarded + b'data: {"n":3}\n\n', [b'{"n":1}', b'{"n":2}'])
     assert len(chunks) == 3 and [c.data["n"] for c in chunks] == [1, 2, 3]
     assert chunks.sse.startswith(forwarded)
-    built = Chunks()
-    built.append(Chunk(b'{"n":1}'))
-    assert not Chunks() and built.sse == b'data: {"n":1}\n\n'
+    assert not Chunks() and Chunks([Chunk(b'{"n":1}')]).sse == b'data: {"n":1}\n\n'
 
 
 def test_native_body_becomes_openai():

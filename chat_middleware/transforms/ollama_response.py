@@ -131,7 +131,7 @@ class OllamaStreamDecoder:
         self.finish_reason: str | None = None
 
     def feed(self, data: bytes) -> Chunks:
-        chunks = Chunks()
+        chunks: list[Chunk] = []
         for line in self._lines.feed(data):
             if self.done or self.failure:
                 break  # nothing after the done line counts
@@ -139,10 +139,10 @@ class OllamaStreamDecoder:
                 self._line(line, chunks)
             except UpstreamStreamError as exc:
                 self.failure = exc  # the chunks before it are still delivered
-        return chunks
+        return Chunks(chunks)
 
     def close(self) -> Chunks:
-        chunks = Chunks()
+        chunks: list[Chunk] = []
         if self.failure:
             raise self.failure
         for line in self._lines.close():
@@ -154,9 +154,9 @@ class OllamaStreamDecoder:
                 self._line(line, chunks)
         if not self.done:
             raise UpstreamStreamError("upstream stream ended before its final (done) line")
-        return chunks
+        return Chunks(chunks)
 
-    def _line(self, line: bytes, chunks: Chunks) -> None:
+    def _line(self, line: bytes, chunks: list[Chunk]) -> None:
         obj = ollama_object(line, UpstreamStreamError, "sent a stream line")
         model = obj.get("model")
         if model and isinstance(model, str):
@@ -205,7 +205,7 @@ class OllamaStreamDecoder:
             self._text_head, self._text_tail = head[:cut], head[cut + 2:]
         return Chunk(sse=self._text_head + orjson.dumps(content) + self._text_tail)
 
-    def _finish(self, obj: dict, chunks: Chunks) -> None:
+    def _finish(self, obj: dict, chunks: list[Chunk]) -> None:
         self.done = True
         if not self._started:  # an empty answer still opens with the assistant role
             chunks.append(self._chunk(self._delta("content", "")))

@@ -123,7 +123,7 @@ class OpenAIStreamDecoder:
         return chunks
 
     def _chunks(self, payloads: list[bytes]) -> Chunks:
-        chunks = Chunks()
+        chunks: list[Chunk] = []
         for payload in payloads:
             if self.done or self.failure:
                 break  # OpenCode Zen may append a cost chunk after [DONE]
@@ -140,7 +140,7 @@ class OpenAIStreamDecoder:
             if _carries_usage(payload) and self._read_usage(chunk.data) and not self._include_usage:
                 continue
             chunks.append(chunk)
-        return chunks
+        return Chunks(chunks)
 
     @staticmethod
     def _raise_on_error(chunk: Chunk) -> None:
