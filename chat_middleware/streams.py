@@ -86,7 +86,8 @@ class Chunks:
     def sse(self) -> bytes:
         """All of them as SSE events."""
         if self._sse is None:
-            self._sse = b"".join([chunk.sse for chunk in self])
+            chunks = [*self] if self._payloads else self._chunks
+            self._sse = chunks[0].sse if len(chunks) == 1 else b"".join([chunk.sse for chunk in chunks])
         return self._sse
 
 

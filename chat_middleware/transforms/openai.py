@@ -100,17 +100,20 @@ class OpenAIStreamDecoder:
         payloads, events = canonical
         if self.done or self.failure:
             return self._chunks(payloads)
-        if not _any_needs_reading(payloads, events, len(events)):
-            return Chunks(sse=events, payloads=payloads)
-        # Usually only the last few (usage, [DONE]) need reading: the events
-        # before them are still forwarded as they came.
+        # Forward the events as they came, up to the last few that need reading
+        # (usage, [DONE], an error): those are read one by one.
         plain = len(payloads)
         while plain and _needs_reading(payloads[plain - 1]):
             plain -= 1
-        head = payloads[:plain]
-        end = len(events) - sum([len(p) + 8 for p in payloads[plain:]])  # data: …\n\n
-        if not head or _any_needs_reading(head, events, end):
+        head, end = payloads, len(events)
+        if plain < len(payloads):
+            head = payloads[:plain]
+            end -= sum([len(p) + 8 for p in payloads[plain:]])  # data: …\n\n
+        # The peel has read the last of `head`; the ones before it are looked for in one go.
+        if not head or len(head) > 1 and _any_needs_reading(head, events, end):
             return self._chunks(payloads)
+        if head is payloads:
+            return Chunks(sse=events, payloads=payloads)
         last = self._chunks(payloads[plain:])
         return Chunks([*last], events[:end] + last.sse, head)
 
