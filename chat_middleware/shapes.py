@@ -28,12 +28,25 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-def _field(body: dict, name: str, types: type | tuple[type, ...], what: str) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if not isinstance(value, types) or isinstance(value, bool) and types is not bool:
-        raise BadRequest(f"'{name}' must be {what}")
+Field = tuple[str, type | tuple[type, ...], str]
+"""A field chatd reads: its name, the types it may have, and how an error names them."""
+
+_STREAM: Field = ("stream", bool, "true or false")
+_MAX_TOKENS: Field = ("max_tokens", int, "an integer")
+_TEMPERATURE: Field = ("temperature", _NUMBER, "a number")
+COMPLETION_FIELDS: tuple[Field, ...] = (
+    _STREAM, ("stream_options", dict, "an object"), _MAX_TOKENS,
+    ("max_completion_tokens", int, "an integer"), _TEMPERATURE, ("top_p", _NUMBER, "a number"),
+)
+NATIVE_FIELDS: tuple[Field, ...] = (_MAX_TOKENS, _TEMPERATURE, _STREAM)
+
+
+def check_fields(body: dict, fields: tuple[Field, ...]) -> None:
+    """Each field that is present and not null has one of its types (a bool is no number)."""
+    for name, types, what in fields:
+        value = body.get(name)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool) and types is not bool):
+            raise BadRequest(f"'{name}' must be {what}")
 
 
 def check_messages(messages: object) -> None:
@@ -54,20 +67,13 @@ def check_messages(messages: object) -> None:
 def check_completion(body: dict) -> None:
     """An OpenAI Chat Completions body, as far as chatd itself reads it."""
     check_messages(body.get("messages"))
-    _field(body, "stream", bool, "true or false")
-    _field(body, "stream_options", dict, "an object")
-    _field(body, "max_tokens", int, "an integer")
-    _field(body, "max_completion_tokens", int, "an integer")
-    _field(body, "temperature", _NUMBER, "a number")
-    _field(body, "top_p", _NUMBER, "a number")
+    check_fields(body, COMPLETION_FIELDS)
 
 
 def native_to_openai(body: dict) -> dict:
     """POST /v1/chat's native body → an OpenAI Chat Completions body."""
     check_messages(body.get("messages"))
-    _field(body, "max_tokens", int, "an integer")
-    _field(body, "temperature", _NUMBER, "a number")
-    _field(body, "stream", bool, "true or false")
+    check_fields(body, NATIVE_FIELDS)
     out = {"model": body.get("model"), "messages": body["messages"]}
     for name in ("max_tokens", "temperature", "stream"):
         if body.get(name) is not None:
