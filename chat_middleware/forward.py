@@ -33,7 +33,7 @@ from yarl import URL
 from .asgi import ClientGone, send_error
 from .errors import UpstreamError, UpstreamTimeout
 from .types import Headers, Message, Receive, Scope, Send
-from .upstream import request_body
+from .upstream import TRANSPORT_ERRORS, request_body
 
 SECONDS = 1.0
 
@@ -46,7 +46,6 @@ _HOP_BY_HOP = frozenset({
 _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for",
                                b"x-forwarded-host", b"x-forwarded-proto"}
 _RESPONSE_DROP = _HOP_BY_HOP | {b"date", b"server"}
-_RELAY_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class Forwarder:
@@ -115,7 +114,7 @@ class Forwarder:
                     scope["method"], self._url(scope), headers=request_headers(scope),
                     data=data, allow_redirects=False,
                 )
-            except _RELAY_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 if not client.gone:
                     await send_error(send, self._unreachable(exc))
                 return
@@ -126,7 +125,7 @@ class Forwarder:
                 async for piece in response.content.iter_any():
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                 complete = True
-            except _RELAY_ERRORS:
+            except TRANSPORT_ERRORS:
                 return  # chatd's connection broke mid-body: cut the client's off too
             finally:
                 if complete:

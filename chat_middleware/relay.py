@@ -35,7 +35,7 @@ from .streams import Chunk, StreamDecoder
 from .telemetry import Telemetry
 from .transforms import TRANSFORMS, Transform
 from .types import Receive, Send
-from .upstream import Upstreams, transport_errors
+from .upstream import TRANSPORT_ERRORS, Upstreams, transport_error
 
 log = logging.getLogger("chatd")
 
@@ -176,21 +176,20 @@ class Relay:
         ]
         guard.arm(provider.timeouts)
         try:
-            with transport_errors(provider.name):
-                response = await self._upstreams.post(provider.name, payload, call.request_id)
-                try:
-                    guard.chunk()
-                    if response.status >= 400:
-                        raw = await response.read()
-                        retry_after = response.headers.get("Retry-After")
-                        raise from_upstream_status(provider.name, response.status, raw, retry_after)
-                    if stream:
-                        decoder = transform.decoder(include_usage)
-                        await _stream(response, decoder, renderer, guard, exchange, attempt)
-                    else:
-                        await _complete(response, transform, renderer, guard, exchange, attempt)
-                finally:
-                    response.release()
+            response = await self._upstreams.post(provider.name, payload, call.request_id)
+            try:
+                guard.chunk()
+                if response.status >= 400:
+                    raw = await response.read()
+                    retry_after = response.headers.get("Retry-After")
+                    raise from_upstream_status(provider.name, response.status, raw, retry_after)
+                if stream:
+                    decoder = transform.decoder(include_usage)
+                    await _stream(response, decoder, renderer, guard, exchange, attempt)
+                else:
+                    await _complete(response, transform, renderer, guard, exchange, attempt)
+            finally:
+                response.release()
         except asyncio.CancelledError:
             reason = guard.claim()
             if reason is None:
@@ -202,6 +201,8 @@ class Relay:
                     return None
                 raise ClientLeft from None
             error: RequestError = timeout_error(provider.name, reason, provider.timeouts)
+        except TRANSPORT_ERRORS as exc:
+            error = redact(transport_error(provider.name, exc), self._secrets)
         except RequestError as exc:
             error = redact(exc, self._secrets)
         else:

@@ -3,7 +3,7 @@
 Sessions are opened with the lifespan (or on first use when the host server sends
 no lifespan events) and closed at shutdown. Everything per provider that does
 not change per request — URL, headers, timeouts, pool limits — is built here once.
-Transport exceptions become chatd errors in exactly one place: `transport_errors`.
+Transport exceptions become chatd errors in exactly one place: `transport_error`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Upstreams:
         await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
 
     def post(self, provider: str, body: bytes, request_id: bytes) -> Awaitable[aiohttp.ClientResponse]:
-        """Send a request: await it for the response head, inside `transport_errors`.
+        """Send a request: await it for the response head, catching TRANSPORT_ERRORS.
 
         Not a coroutine of its own, so every suspension of aiohttp's request
         passes through one frame fewer.
@@ -83,37 +83,30 @@ class Upstreams:
                             headers={"X-Request-Id": request_id.decode()})
 
 
-class transport_errors:
-    """Translate aiohttp's exceptions into chatd's, never echoing headers (keys live there).
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+"""What aiohttp raises when the connection to an upstream, not its answer, fails."""
 
-        with transport_errors("openrouter"):
-            response = await upstreams.post("openrouter", payload)
+
+def transport_error(provider: str, exc: BaseException) -> UpstreamError:
+    """One of TRANSPORT_ERRORS as chatd's error, never echoing headers (keys live there).
+
+        try:
+            response = await upstreams.post("openrouter", payload, request_id)
+        except TRANSPORT_ERRORS as exc:
+            error = transport_error("openrouter", exc)
     """
-
-    __slots__ = ("provider",)
-
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None or not isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
-            return
-        provider = self.provider
-        if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-            raise _retriable(UpstreamTimeout(f"{provider}: timed out connecting to the upstream")) from exc
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or "refused"
-            raise _retriable(UpstreamError(f"{provider}: cannot connect to the upstream ({reason})")) from exc
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            raise _retriable(UpstreamError(f"{provider}: the upstream closed the connection")) from exc
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            raise UpstreamError(f"{provider}: the upstream response was cut off") from exc
-        if isinstance(exc, aiohttp.ClientResponseError):
-            raise UpstreamError(f"{provider}: the upstream sent an invalid HTTP response") from exc
-        raise UpstreamError(f"{provider}: upstream connection failed ({type(exc).__name__})") from exc
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return _retriable(UpstreamTimeout(f"{provider}: timed out connecting to the upstream"))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or "refused"
+        return _retriable(UpstreamError(f"{provider}: cannot connect to the upstream ({reason})"))
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return _retriable(UpstreamError(f"{provider}: the upstream closed the connection"))
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamError(f"{provider}: the upstream response was cut off")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamError(f"{provider}: the upstream sent an invalid HTTP response")
+    return UpstreamError(f"{provider}: upstream connection failed ({type(exc).__name__})")
 
 
 def _retriable(error: UpstreamError) -> UpstreamError:
