@@ -28,20 +28,20 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-Field = tuple[str, type | tuple[type, ...], str]
+_Field = tuple[str, type | tuple[type, ...], str]
 """A field chatd reads: its name, the types it may have, and how an error names them."""
 
-_STREAM: Field = ("stream", bool, "true or false")
-_MAX_TOKENS: Field = ("max_tokens", int, "an integer")
-_TEMPERATURE: Field = ("temperature", _NUMBER, "a number")
-COMPLETION_FIELDS: tuple[Field, ...] = (
+_STREAM: _Field = ("stream", bool, "true or false")
+_MAX_TOKENS: _Field = ("max_tokens", int, "an integer")
+_TEMPERATURE: _Field = ("temperature", _NUMBER, "a number")
+_COMPLETION_FIELDS: tuple[_Field, ...] = (
     _STREAM, ("stream_options", dict, "an object"), _MAX_TOKENS,
     ("max_completion_tokens", int, "an integer"), _TEMPERATURE, ("top_p", _NUMBER, "a number"),
 )
-NATIVE_FIELDS: tuple[Field, ...] = (_MAX_TOKENS, _TEMPERATURE, _STREAM)
+_NATIVE_FIELDS: tuple[_Field, ...] = (_MAX_TOKENS, _TEMPERATURE, _STREAM)
 
 
-def check_fields(body: dict, fields: tuple[Field, ...]) -> None:
+def _check_fields(body: dict, fields: tuple[_Field, ...]) -> None:
     """Each field that is present and not null has one of its types (a bool is no number)."""
     for name, types, what in fields:
         value = body.get(name)
@@ -67,13 +67,13 @@ def check_messages(messages: object) -> None:
 def check_completion(body: dict) -> None:
     """An OpenAI Chat Completions body, as far as chatd itself reads it."""
     check_messages(body.get("messages"))
-    check_fields(body, COMPLETION_FIELDS)
+    _check_fields(body, _COMPLETION_FIELDS)
 
 
 def native_to_openai(body: dict) -> dict:
     """POST /v1/chat's native body → an OpenAI Chat Completions body."""
     check_messages(body.get("messages"))
-    check_fields(body, NATIVE_FIELDS)
+    _check_fields(body, _NATIVE_FIELDS)
     out = {"model": body.get("model"), "messages": body["messages"]}
     for name in ("max_tokens", "temperature", "stream"):
         if body.get(name) is not None:

@@ -11,6 +11,7 @@ from .logs import configure as configure_logging
 from .middleware import ChatMiddleware
 from .types import Receive, Scope, Send
 
+
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     """The app behind standalone chatd: completes lifespan, answers 404 to everything else."""
     if scope["type"] == "lifespan":
@@ -33,7 +34,7 @@ def create_app(config: Config | str | os.PathLike | None = None) -> ChatMiddlewa
 
 
 def worker_app() -> ChatMiddleware:
-    """Standalone chatd with chatd's log lines on stderr: app.py, and every worker process a server spawns.
+    """Standalone chatd with its logging set up: app.py, and every worker process a server spawns.
 
     A spawned worker starts with no logging set up, so chatd's own lines
     (start-up, reloads, the access log) would be lost without it.

@@ -19,21 +19,21 @@ if TYPE_CHECKING:
     from ..config import ProviderConfig
 
 
-def _carries_usage(payload: bytes) -> bool:
-    """A usage object, wherever it sits (Kimi's is inside the choice): every one counts prompt
-    tokens, while the chunks before the last say `"usage":null` or nothing. A quote inside a
-    JSON string is escaped, so only a key can match."""
-    return payload.find(b'"prompt_tokens"') >= 0
+_USAGE = b'"prompt_tokens"'
+"""How a usage object is found, wherever it sits (Kimi's is inside the choice): every one
+counts prompt tokens, while the chunks before the last say `"usage":null` or nothing. A
+quote inside a JSON string is escaped, so only a key can match."""
+_ERROR = b'"error"'
+"""How an in-band error is found; it also matches `"finish_reason":"error"`."""
 
 
 def _needs_reading(payload: bytes) -> bool:
-    return payload == b"[DONE]" or payload.find(b'"error"') >= 0 or _carries_usage(payload)
+    return payload == b"[DONE]" or payload.find(_ERROR) >= 0 or payload.find(_USAGE) >= 0
 
 
 def _any_needs_reading(payloads: list[bytes], events: bytes, end: int) -> bool:
     """Whether any of `payloads`, which are `events[:end]`, needs reading: one pass per search."""
-    return events.find(b'"error"', 0, end) >= 0 or events.find(b'"prompt_tokens"', 0, end) >= 0 or (
-        b"[DONE]" in payloads)
+    return events.find(_ERROR, 0, end) >= 0 or events.find(_USAGE, 0, end) >= 0 or b"[DONE]" in payloads
 
 
 class OpenAIPassthrough:
@@ -134,13 +134,13 @@ class OpenAIStreamDecoder:
                 self.done = True
                 break
             chunk = Chunk(payload)
-            if payload.find(b'"error"') >= 0:  # also matches "finish_reason":"error"
+            if payload.find(_ERROR) >= 0:
                 try:
                     self._raise_on_error(chunk)
                 except UpstreamError as exc:
                     self.failure = exc  # the chunks before it are still delivered
                     break
-            if _carries_usage(payload) and self._read_usage(chunk.data) and not self._include_usage:
+            if payload.find(_USAGE) >= 0 and self._read_usage(chunk.data) and not self._include_usage:
                 continue
             chunks.append(chunk)
         return Chunks(chunks)
