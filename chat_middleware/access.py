@@ -24,6 +24,7 @@ from typing import BinaryIO
 import orjson
 
 from .metrics import NO_PROVIDER, for_provider
+from .types import Headers
 
 ACCESS_LOG = logging.getLogger("chatd.access")
 log = logging.getLogger("chatd")
@@ -66,13 +67,16 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
 class Call:
     """What the access log and the metrics say of one request; filled in along the way."""
 
-    __slots__ = ("request_id", "method", "path", "started_at", "model", "tier", "provider", "upstream_model",
-                 "stream", "status", "attempts", "first_byte_s", "tokens_in", "tokens_out", "error", "body")
+    __slots__ = ("request_id", "method", "path", "headers", "started_at", "model", "tier", "provider",
+                 "upstream_model", "stream", "status", "attempts", "first_byte_s", "tokens_in", "tokens_out",
+                 "error", "body", "forwarded")
 
-    def __init__(self, request_id: bytes, method: str, path: str) -> None:
+    def __init__(self, request_id: bytes, method: str, path: str, headers: Headers = ()) -> None:
         self.request_id = request_id
         self.method = method
         self.path = path
+        self.headers = headers
+        """The client's request headers, as the server gave them (forward_headers picks from them)."""
         self.started_at = perf_counter()
         self.model: object = None
         self.tier: str | None = None
@@ -86,6 +90,7 @@ class Call:
         self.tokens_out = 0
         self.error: str | None = None
         self.body: dict | None = None
+        self.forwarded: list[str] | None = None
 
     def first_byte(self) -> None:
         """The answer began: for a stream, its first content reached the client."""
@@ -120,6 +125,8 @@ class Call:
         }
         if self.error is not None:
             entry["error"] = self.error
+        if self.forwarded:
+            entry["forwarded"] = self.forwarded
         if self.body is not None:
             entry["body"] = self.body
         return entry

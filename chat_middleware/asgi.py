@@ -16,6 +16,13 @@ SSE_HEADERS: Headers = [
 ]
 
 
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
+})
+"""RFC 9110 §7.6.1: headers that belong to one connection, never passed on by a proxy."""
+
+
 class ClientGone(Exception):
     """The client disconnected before chatd finished reading its request."""
 

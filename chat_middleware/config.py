@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from dotenv import dotenv_values
 
+from .asgi import HOP_BY_HOP
 from .errors import ConfigError
 from .providers import BUILTIN_PROVIDERS, DEFAULT_ROUTES
 from .transforms import TRANSFORMS
@@ -37,6 +38,11 @@ log = logging.getLogger("chatd")
 SECONDS = 1.0
 MIB = 1024 * 1024
 DEFAULT_PATH = "lakehouse.toml"
+OLLAMA_API_VERSION = "0.13.0"
+"""What /api/version tells Ollama clients: a current release, since clients refuse old ones."""
+NEVER_FORWARDED = frozenset(name.decode() for name in HOP_BY_HOP) | {
+    "authorization", "x-api-key", "cookie", "host", "content-length"}
+"""Client headers `forward_headers` may not name: credentials, and what belongs to one connection."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,11 @@ class ProviderConfig:
     min_output_tokens: int = 0
     default_temperature: float | None = None
     keep_cloud_suffix: bool = False
+    forward_headers: tuple[str, ...] = ()
+    """Client request headers passed upstream unchanged (lowercase names), e.g. Kimi's user-agent."""
+    capabilities: tuple[str, ...] = ("completion", "tools")
+    """What /api/show tells Ollama clients a model of this provider can do (Ollama providers answer
+    for themselves)."""
     api_key: str | None = field(default=None, repr=False)
 
     @property
@@ -109,6 +120,7 @@ class Config:
     client_keys: frozenset[str] = field(default=frozenset(), repr=False)
     chatd_url: str = ""
     log_bodies: bool = False
+    ollama_api_version: str = OLLAMA_API_VERSION
 
     @property
     def registered(self) -> list[ProviderConfig]:
@@ -127,6 +139,7 @@ _INT = ((int,), "an integer")
 _STR = ((str,), "a string")
 _BOOL = ((bool,), "true or false")
 _TABLE = ((dict,), "a table")
+_STRINGS = ((list,), "an array of strings")
 
 _TIMEOUT_KEYS = {
     "timeout_s": _NUMBER,
@@ -154,6 +167,7 @@ CHATD_KEYS = {
     "routes": ((list,), "an array of tables"),
     "api_keys_env": _STR,
     "log_bodies": _BOOL,
+    "ollama_api_version": _STR,
     **_TIMEOUT_KEYS,
     **{key: _RESILIENCE_TYPES.get(key, _NUMBER) for key in _RESILIENCE_KEYS},
 }
@@ -167,6 +181,8 @@ PROVIDER_KEYS = {
     "min_output_tokens": _INT,
     "default_temperature": _NUMBER,
     "keep_cloud_suffix": _BOOL,
+    "forward_headers": _STRINGS,
+    "capabilities": _STRINGS,
     **_TIMEOUT_KEYS,
     **{key: _RESILIENCE_TYPES.get(key, _NUMBER) for key in _RESILIENCE_KEYS},
 }
@@ -204,7 +220,18 @@ class _Reader:
                 raise self.error(f"{where} {key}", f"must be greater than 0, got {value}")
             if key == "think" and isinstance(value, str) and value not in THINK_LEVELS:
                 raise self.error(f"{where} {key}", f"expected true, false or one of {', '.join(THINK_LEVELS)}")
+            if types is _STRINGS[0] and not all(isinstance(item, str) and item for item in value):
+                raise self.error(f"{where} {key}", f"expected {name}, got {_shown(value)}")
         return table
+
+    def forwarded(self, names: list[str], where: str) -> tuple[str, ...]:
+        """`forward_headers`, lowercased; naming a credential or a hop-by-hop header is an error."""
+        lowered = tuple(dict.fromkeys(name.lower() for name in names))
+        refused = [name for name in lowered if name in NEVER_FORWARDED]
+        if refused:
+            raise self.error(f"{where} forward_headers", f"{', '.join(refused)} is never passed upstream "
+                             "(credentials and hop-by-hop headers stay with chatd)")
+        return lowered
 
 
 def _shown(value: Any) -> str:
@@ -285,6 +312,8 @@ def _provider(
         min_output_tokens=values.get("min_output_tokens", 0),
         default_temperature=values.get("default_temperature"),
         keep_cloud_suffix=values.get("keep_cloud_suffix", False),
+        forward_headers=reader.forwarded(values.get("forward_headers", []), where),
+        capabilities=tuple(values.get("capabilities", ProviderConfig.capabilities)),
         api_key=_api_key(name, key_env, env_file, environ),
     )
 
@@ -354,6 +383,7 @@ def parse_config(
         client_keys=client_keys,
         chatd_url=chatd_url.rstrip("/"),
         log_bodies=chatd.get("log_bodies", False),
+        ollama_api_version=chatd.get("ollama_api_version", OLLAMA_API_VERSION),
     )
 
 

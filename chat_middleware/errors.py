@@ -10,12 +10,17 @@
         ├── ProviderNotRegistered   404: route names a provider that has no key
         ├── MethodNotAllowed        405
         └── UpstreamError           502: the provider failed us
-            ├── UpstreamRejected    400/422: the provider says the request is invalid
+            ├── UpstreamRejected    400/413/422: the provider says the request is invalid
+            ├── UpstreamForbidden   403: the provider refuses this request or client (not chatd's key)
             ├── UpstreamRateLimited 429: passed on with Retry-After
             │   └── ProviderBusy    429: chatd's own max_in_flight for the provider is reached
             ├── UpstreamAuth        502: the provider refused chatd's credentials
             ├── UpstreamTimeout     504: connect, first byte, idle or total deadline
             └── UpstreamStreamError 502: failure inside a stream the provider began
+
+Every error answer says `x-should-retry` (the openai and anthropic SDKs obey it):
+`true` only where the same request may succeed soon and a Retry-After says when;
+`false` where chatd has already retried and fallen back, or the failure is deterministic.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class RequestError(ChatdError):
     code: str | None = None
     kind = "request"
     """What telemetry, metrics and the access log call it; upstream failures name their own."""
-    fixed_headers: tuple[tuple[bytes, bytes], ...] = ()
+    fixed_headers: tuple[tuple[bytes, bytes], ...] = ((b"x-should-retry", b"false"),)
     """Response headers every error of the class carries."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
@@ -75,7 +80,7 @@ class PayloadTooLarge(RequestError):
     status = 413
     type = "invalid_request_error"
     code = "payload_too_large"
-    fixed_headers = ((b"connection", b"close"),)  # the rest of the body is never read: no reuse
+    fixed_headers = (*RequestError.fixed_headers, (b"connection", b"close"))  # the rest is never read: no reuse
 
 
 class Unauthorized(RequestError):
@@ -84,7 +89,7 @@ class Unauthorized(RequestError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
-    fixed_headers = ((b"www-authenticate", b'Bearer realm="chatd"'),)
+    fixed_headers = (*RequestError.fixed_headers, (b"www-authenticate", b'Bearer realm="chatd"'))
 
 
 class NotFound(RequestError):
@@ -120,6 +125,9 @@ class UpstreamError(RequestError):
     """Worth asking the same provider again: connection errors, 429, 502/503/504."""
     fallback = True
     """Worth asking the next entry of a fallback chain."""
+    provider_fault = True
+    """Counts toward the provider's cooldown: 5xx, timeouts, connection errors, in-band errors, 429 —
+    never a request the provider refuses (400, 403, 404 model unknown, 413, 422) or chatd's key (401)."""
 
 
 class UpstreamRejected(UpstreamError):
@@ -130,6 +138,18 @@ class UpstreamRejected(UpstreamError):
     code = "upstream_rejected"
     kind = "rejected"
     fallback = False  # the request itself is wrong; another provider would say so too
+    provider_fault = False
+
+
+class UpstreamForbidden(UpstreamError):
+    """The provider refuses this request or this client — moderation, a client it does not admit, a
+    region block — not chatd's key. Its message is kept; another provider of a chain may serve it."""
+
+    status = 403
+    type = "permission_error"
+    code = "upstream_forbidden"
+    kind = "forbidden"
+    provider_fault = False
 
 
 class UpstreamRateLimited(UpstreamError):
@@ -145,9 +165,10 @@ class UpstreamRateLimited(UpstreamError):
         self.retry_after = retry_after
 
     def headers(self) -> list[tuple[bytes, bytes]]:
+        """A Retry-After is passed on, and only then is the request worth repeating."""
         if not self.retry_after:
-            return []
-        return [(b"retry-after", self.retry_after.encode("latin-1", "replace"))]
+            return list(self.fixed_headers)
+        return [(b"x-should-retry", b"true"), (b"retry-after", self.retry_after.encode("latin-1", "replace"))]
 
 
 class ProviderBusy(UpstreamRateLimited):
@@ -155,6 +176,7 @@ class ProviderBusy(UpstreamRateLimited):
 
     code = "provider_busy"
     kind = "busy"
+    provider_fault = False  # chatd's own limit: the provider was never asked
 
 
 class UpstreamAuth(UpstreamError):
@@ -162,6 +184,7 @@ class UpstreamAuth(UpstreamError):
 
     code = "upstream_auth"
     kind = "auth"
+    provider_fault = False  # every request fails alike until an operator fixes the key
 
 
 class UpstreamTimeout(UpstreamError):
@@ -202,14 +225,17 @@ def from_upstream_status(
     error: UpstreamError
     if status == 429:
         error = UpstreamRateLimited(f"{provider}: {message}", retry_after=retry_after)
-    elif status in (400, 422):
+    elif status in (400, 413, 422):
         error = UpstreamRejected(f"{provider}: {message}", status=status)
-    elif status in (401, 403):
-        error = UpstreamAuth(f"{provider} refused chatd's credentials (HTTP {status})")
+    elif status == 401:
+        error = UpstreamAuth(f"{provider} refused chatd's credentials (HTTP 401)")
+    elif status == 403:
+        error = UpstreamForbidden(f"{provider} refused the request: {message}")
     elif status == 408:
         error = UpstreamTimeout(f"{provider} timed out (HTTP 408)")
     else:
         error = UpstreamError(f"{provider} answered HTTP {status}: {message}")
+        error.provider_fault = status != 404  # a model the provider does not have is not its fault
     error.retriable = status in (429, 502, 503, 504)
     return error
 

@@ -30,22 +30,18 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from .asgi import ClientGone, send_error
+from .asgi import HOP_BY_HOP, ClientGone, send_error
 from .errors import UpstreamError, UpstreamTimeout
 from .types import Headers, Message, Receive, Scope, Send
 from .upstream import TRANSPORT_ERRORS, request_body
 
 SECONDS = 1.0
 
-# RFC 9110 §7.6.1 hop-by-hop fields, plus the ones the two hops set for themselves:
+# Hop-by-hop fields, plus the ones the two hops set for themselves:
 # host and content-length (aiohttp derives them), date and server (the host server adds its own).
-_HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
-    b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
-})
-_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for",
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for",
                                b"x-forwarded-host", b"x-forwarded-proto"}
-_RESPONSE_DROP = _HOP_BY_HOP | {b"date", b"server"}
+_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
 
 
 class Forwarder:

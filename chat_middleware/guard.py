@@ -94,12 +94,16 @@ class Guard:
         self._clock = clock_of(loop)
         self._clock.add(self)
 
-    def arm(self, timeouts: Timeouts) -> None:
-        """Deadlines for one upstream attempt: first byte and total, from now; idle once bytes flow."""
+    def arm(self, timeouts: Timeouts, stream: bool = True) -> None:
+        """Deadlines for one upstream attempt: first byte and total, from now; idle once bytes flow.
+
+        A non-streamed answer has no first-byte deadline: real upstreams send nothing, not even
+        the response head, until the whole answer exists, so only the total deadline bounds it.
+        """
         now = self._clock.loop.time()
         self._idle = timeouts.idle
-        self._first_byte_at = now + timeouts.first_byte
         self._total_at = now + timeouts.total
+        self._first_byte_at = now + timeouts.first_byte if stream else self._total_at
         self._last_chunk: float | None = None
         self.fresh = False
         self._armed = True

@@ -173,7 +173,7 @@ class ChatMiddleware:
             await runtime.forwarder(scope, receive, send)
             return
         path = scope["path"].rstrip("/") or "/"
-        call = Call(request_id(scope["headers"]), scope["method"], path)
+        call = Call(request_id(scope["headers"]), scope["method"], path, scope["headers"])
         try:
             if not self._started:  # a server that sends no lifespan events
                 runtime.open()

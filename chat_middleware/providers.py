@@ -34,6 +34,7 @@ BUILTIN_PROVIDERS: dict[str, dict] = {
         "transform": "openai",
         "base_url": "https://api.kimi.com/coding/v1",
         "key_env": "KIMI_API_KEY",
+        "forward_headers": ["user-agent"],  # Kimi admits coding agents only, told apart by User-Agent
     },
 }
 

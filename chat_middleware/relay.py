@@ -21,7 +21,7 @@ from .access import CLIENT_LEFT, REQUEST_ID, Call
 from .asgi import JSON, header_value
 from .config import Config, ProviderConfig, Timeouts
 from .errors import (
-    ProviderBusy, ProviderNotRegistered, RequestError, UpstreamError, UpstreamRejected, UpstreamTimeout,
+    ProviderBusy, ProviderNotRegistered, RequestError, UpstreamError, UpstreamTimeout,
     from_upstream_status, redact,
 )
 from .exchange import Attempt, Exchange
@@ -76,6 +76,8 @@ class Relay:
             name: TRANSFORMS[p.transform] for name, p in config.providers.items()
         }
         self._provider_headers = {name: (b"x-chatd-provider", name.encode()) for name in config.providers}
+        self._forwarded = {name: frozenset(h.encode() for h in p.forward_headers)
+                           for name, p in config.providers.items()}
         self._upstreams = upstreams
         self._telemetry = telemetry
         self._secrets = config.keys
@@ -143,8 +145,8 @@ class Relay:
                 if error is None:
                     note_success(stats)
                     return None
-                if isinstance(error, UpstreamError) and not isinstance(error, UpstreamRejected):
-                    note_failure(stats, policy, monotonic())  # the provider's fault, not the request's
+                if isinstance(error, UpstreamError) and error.provider_fault:
+                    note_failure(stats, policy, monotonic())
                 if exchange.response_started or not isinstance(error, UpstreamError):
                     return error  # too late, or the client's own fault: nowhere else to go
                 failed, failed_at = error, provider.name
@@ -174,9 +176,10 @@ class Relay:
             (b"x-chatd-attempts", str(call.attempts).encode()),
             (REQUEST_ID, call.request_id),
         ]
-        guard.arm(provider.timeouts)
+        guard.arm(provider.timeouts, stream)
         try:
-            response = await self._upstreams.post(provider.name, payload, call.request_id)
+            response = await self._upstreams.post(provider.name, payload,
+                                                  self._request_headers(provider.name, call))
             try:
                 guard.chunk()
                 if response.status >= 400:
@@ -213,6 +216,17 @@ class Relay:
             return None  # the answer was complete; only the drain after it failed
         attempt.record(200 if exchange.response_started else error.status, error.kind)
         return error
+
+
+    def _request_headers(self, provider: str, call: Call) -> dict[str, str]:
+        """The request id, and the client headers the provider's `forward_headers` names, unchanged."""
+        headers = {"X-Request-Id": call.request_id.decode()}
+        names = self._forwarded[provider]
+        if names:
+            forwarded = [(name.decode(), value.decode("latin-1")) for name, value in call.headers if name in names]
+            headers.update(forwarded)
+            call.forwarded = [name for name, _ in forwarded] or None
+        return headers
 
 
 async def _pause(seconds: float, guard: Guard) -> None:

@@ -69,8 +69,9 @@ class Upstreams:
         sessions, self._sessions = self._sessions, {}
         await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
 
-    def post(self, provider: str, body: bytes, request_id: bytes) -> Awaitable[aiohttp.ClientResponse]:
-        """Send a request: await it for the response head, catching TRANSPORT_ERRORS.
+    def post(self, provider: str, body: bytes, headers: dict[str, str]) -> Awaitable[aiohttp.ClientResponse]:
+        """Send a request with per-request `headers` (the request id, forwarded client headers): await
+        it for the response head, catching TRANSPORT_ERRORS.
 
         Not a coroutine of its own, so every suspension of aiohttp's request
         passes through one frame fewer.
@@ -79,8 +80,7 @@ class Upstreams:
         if session is None:
             self.open()
             session = self._sessions[provider]
-        return session.post(self._urls[provider], data=request_body(body),
-                            headers={"X-Request-Id": request_id.decode()})
+        return session.post(self._urls[provider], data=request_body(body), headers=headers)
 
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
@@ -91,7 +91,7 @@ def transport_error(provider: str, exc: BaseException) -> UpstreamError:
     """One of TRANSPORT_ERRORS as chatd's error, never echoing headers (keys live there).
 
         try:
-            response = await upstreams.post("openrouter", payload, request_id)
+            response = await upstreams.post("openrouter", payload, {"X-Request-Id": request_id})
         except TRANSPORT_ERRORS as exc:
             error = transport_error("openrouter", exc)
     """

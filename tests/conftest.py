@@ -88,6 +88,7 @@ base_url = "{opencode.url}/v1"
 [chatd.providers.kimi]
 base_url = "{kimi.url}/v1"
 headers = {{ "User-Agent" = "KimiCLI/1.0" }}
+forward_headers = []  # the suite's clients are not agents; test_identity covers the default
 
 [chatd.providers.groq]
 transform = "openai"

@@ -85,7 +85,7 @@ def test_openai_upstream_gets_key_headers_and_the_body_untouched(gateway, openro
     assert sent.headers["x-title"] == "lakehouse"
     assert sent.json == {"model": "moonshotai/kimi-k2", "messages": HI, "provider": {"order": ["groq"]}, "top_k": 3}
     chat(gateway, "kimi/kimi-for-coding").raise_for_status()
-    assert kimi.requests[-1].headers["user-agent"] == "KimiCLI/1.0"
+    assert kimi.requests[-1].headers["user-agent"] == "KimiCLI/1.0"  # the provider's `headers`
 
 
 def test_format_json_maps_per_transform(gateway, ollama, openrouter):

@@ -15,10 +15,10 @@ from __future__ import annotations
 import orjson
 
 from ..errors import BadRequest
-from ..transforms.ollama import THINK_LEVELS, _integer, _number, _shown, to_ollama_tools
+from ..transforms.ollama import THINK_LEVELS, _integer, _number, _shown, to_ollama_keep_alive, to_ollama_tools
 
 ROLES = ("system", "user", "assistant", "tool")
-THINK_TO_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "xhigh"}
+THINK_TO_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "max"}
 SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 """Ollama options with the same name and meaning in OpenAI's request."""
 IMAGE_TYPES = (("iVBORw0KGgo", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD", "image/gif"),
@@ -86,8 +86,9 @@ def openai_messages(messages: list) -> list[dict]:
     OpenAI pairs each tool result with its call by id; Ollama clients often send
     neither (the official Python client drops them), so calls without an id get
     one from their position, and a tool message answers the oldest open call of
-    its `tool_name` (or the oldest open call). An assistant's `thinking` is not
-    sent back: OpenAI has no field for it.
+    its `tool_name` (or the oldest open call). An assistant's `thinking` travels as
+    `reasoning_content`, which OpenAI-compatible upstreams read back (Kimi requires it on a
+    tool-call turn when thinking) and the Ollama transforms turn into `thinking` again.
     """
     out = []
     open_calls: list[tuple[str, str]] = []
@@ -102,6 +103,10 @@ def openai_messages(messages: list) -> list[dict]:
         content = _text(msg, "content", where)
         images = _images(msg.get("images"), f"{where}.images")
         message: dict = {"role": role, "content": _parts(content, images) if images else content}
+        if role == "assistant":
+            thinking = _text(msg, "thinking", where)
+            if thinking:
+                message["reasoning_content"] = thinking
         if role == "assistant" and msg.get("tool_calls") is not None:
             calls = _tool_calls(msg["tool_calls"], i, open_calls)
             if calls:
@@ -137,6 +142,9 @@ def _common(body: dict, native: bool) -> dict:
         request["response_format"] = fmt
     _options(body.get("options"), request, native)
     _think(body.get("think"), request, native)
+    keep_alive = to_ollama_keep_alive(body)
+    if keep_alive is not None and native:  # only Ollama upstreams have it
+        request["keep_alive"] = keep_alive
     if body.get("logprobs") or body.get("top_logprobs"):
         raise BadRequest("logprobs are not supported by chatd's Ollama API")
     return request

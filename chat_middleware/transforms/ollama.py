@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 EFFORT_TO_THINK: dict[str, bool | str] = {
-    "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high",
+    "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "max", "max": "max",
 }
+"""Every `reasoning_effort` of the openai SDK, as Ollama's own `thinkFromReasoningEffort` maps it."""
 THINK_LEVELS = ("low", "medium", "high", "max")
 
 
@@ -161,7 +162,18 @@ def add_generation_fields(upstream: dict, body: dict, provider: ProviderConfig) 
     think = to_ollama_think(body, provider)
     if think is not None:
         upstream["think"] = think
+    keep_alive = to_ollama_keep_alive(body)
+    if keep_alive is not None:
+        upstream["keep_alive"] = keep_alive
     return upstream
+
+
+def to_ollama_keep_alive(body: dict) -> int | float | str | None:
+    """How long Ollama keeps the model loaded: seconds, or a Go duration string such as "5m"."""
+    keep_alive = body.get("keep_alive")
+    if keep_alive is not None and (isinstance(keep_alive, bool) or not isinstance(keep_alive, (int, float, str))):
+        raise BadRequest(f"keep_alive must be a number of seconds or a duration string, got {_shown(keep_alive)}")
+    return keep_alive
 
 
 def to_ollama_tools(body: dict) -> list | None:
@@ -209,6 +221,9 @@ def to_ollama_messages(messages: object) -> list[dict]:
             if images:
                 message["images"] = images
         if role == "assistant":
+            thinking = msg.get("reasoning_content") or msg.get("reasoning")
+            if isinstance(thinking, str) and thinking:  # Ollama reads an earlier turn's thinking from here
+                message["thinking"] = thinking
             if msg.get("tool_calls") is not None:
                 calls = _tool_calls(msg["tool_calls"], f"messages[{i}]", call_names)
                 if calls:

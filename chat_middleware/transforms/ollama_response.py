@@ -72,7 +72,7 @@ def ollama_object(raw: bytes, failure: type[UpstreamError], what: str) -> dict:
         raise failure(f"upstream {what} that is not JSON") from None
     if not isinstance(reply, dict):
         raise failure(f"upstream {what} that is not an object")
-    if "error" in reply:
+    if reply.get("error"):  # `"error": null` is no error
         raise failure(f"upstream error: {upstream_error_message(raw)}")
     return reply
 

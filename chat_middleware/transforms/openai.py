@@ -59,7 +59,7 @@ class OpenAIPassthrough:
             raise UpstreamError("upstream answered with a body that is not JSON") from None
         if not isinstance(body, dict):
             raise UpstreamError("upstream answered with JSON that is not an object")
-        if "error" in body:  # OpenRouter reports some failures with HTTP 200
+        if body.get("error"):  # OpenRouter reports some failures with HTTP 200; `"error": null` is none
             raise in_band_error(body)
         choices = body.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -155,7 +155,7 @@ class OpenAIStreamDecoder:
         failed = isinstance(choices, list) and any(
             isinstance(c, dict) and c.get("finish_reason") == "error" for c in choices
         )
-        if isinstance(data, dict) and ("error" in data or failed):
+        if isinstance(data, dict) and (data.get("error") or failed):  # the SDK too raises only when truthy
             raise UpstreamStreamError(f"upstream error: {upstream_error_message(chunk.payload)}")
 
     def _read_usage(self, data: dict) -> bool:

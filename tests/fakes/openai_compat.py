@@ -40,6 +40,11 @@ MESSAGES = {400: "Invalid request", 401: "Incorrect API key provided", 402: "Ins
             502: "Bad gateway", 503: "The engine is currently overloaded, please try again later"}
 SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 CREATED = 1_753_357_673
+KIMI_GATE = ("Kimi For Coding is currently only available for Coding Agents such as Kimi CLI, Claude Code, "
+             "Roo Code, Kilo Code, etc.")
+"""Kimi's 403 `access_terminated_error` to clients it does not admit (MoonshotAI/kimi-code#636)."""
+CODING_AGENTS = ("KimiCLI/", "claude-cli/", "claude-code/", "RooCode/", "Kilo-Code/", "opencode/", "codex_")
+"""User-Agent prefixes the Kimi fake admits: the agents Kimi names, and the ones chatd's tests run."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,15 @@ class FakeOpenAI(FakeUpstream):
     async def completions(self, request: web.Request) -> web.StreamResponse:
         if not self.authorized(request):
             return self.unauthorized()
+        if self.flavor == "kimi" and not request.headers.get("User-Agent", "").startswith(CODING_AGENTS):
+            return self.error(403, KIMI_GATE, kind="access_terminated_error")
         req, problem = self._parse(await request.read())
         if problem:
             return self.error(400, problem[0], param=problem[1])
+        if self.flavor == "kimi":
+            problem = _kimi_reasoning_problem(req)
+            if problem:
+                return self.error(400, problem)
         model = req["model"]
         reply = self.reply_for(model)
         if reply is None:
@@ -127,8 +138,12 @@ class FakeOpenAI(FakeUpstream):
         await self.before_headers(request, reply)
         if reply.status:
             code = "rate_limit_exceeded" if reply.status == 429 else None
-            return self.error(reply.status, reply.error or MESSAGES.get(reply.status, SERVER_ERROR),
-                              headers=reply.error_headers(), code=code)
+            message = reply.error or MESSAGES.get(reply.status, SERVER_ERROR)
+            if self.flavor == "openrouter" and reply.status == 403:  # moderation, openrouter.ai/docs errors
+                return json_response(403, {"error": {"code": 403, "message": message, "metadata": {
+                    "reasons": ["harassment"], "flagged_input": "…", "provider_name": "FakeProvider",
+                    "model_slug": model}}}, reply.error_headers())
+            return self.error(reply.status, message, headers=reply.error_headers(), code=code)
         answer = self._answer(req, reply)
         headers = {"x-request-id": f"req_{answer.id}"} | dict(reply.headers)
         if self.flavor == "openrouter":
@@ -281,6 +296,20 @@ class FakeOpenAI(FakeUpstream):
             entry |= {"context_length": 262_144, "supports_reasoning": True, "supports_image_in": True,
                       "supports_video_in": False, "display_name": model}
         return entry
+
+
+def _kimi_reasoning_problem(req: dict[str, Any]) -> str:
+    """Kimi with thinking on (its default) refuses an assistant tool-call turn without its
+    `reasoning_content` (anomalyco/opencode#10996, continuedev/continue#11527)."""
+    thinking = req.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "disabled":
+        return ""
+    for index, message in enumerate(req.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "assistant" and message.get("tool_calls") \
+                and not message.get("reasoning_content"):
+            return ("thinking is enabled but reasoning_content is missing in assistant tool call message "
+                    f"at index {index}")
+    return ""
 
 
 def _sse(body: dict[str, Any]) -> bytes:

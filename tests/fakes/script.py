@@ -258,6 +258,14 @@ class FakeUpstream:
             await asyncio.get_running_loop().create_future()
 
     @staticmethod
+    async def generate_whole(reply: Reply, pieces: int) -> None:
+        """The time a non-streamed answer takes before anything is sent: real servers (Ollama's
+        `writeChatResponse`, OpenAI-compatible ones) write the head only once the whole answer
+        exists, so a client sees nothing — not even the status line — for load plus generation."""
+        if reply.delay_chunks and pieces > 1:
+            await asyncio.sleep(reply.delay_chunks * (pieces - 1))
+
+    @staticmethod
     def drop(request: web.BaseRequest) -> web.Response:
         """Close the TCP connection abruptly; the returned response is never written."""
         if request.transport is not None:

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes import BackgroundServer, FakeOllama, FakeOpenAI, Reply
+from tests.fakes.ollama import BUSY
 
 KEY = "sk-test-secret-123"
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +48,13 @@ def data_of(events: list[str]) -> list[object]:
     return [e[6:] if e == "data: [DONE]" else orjson.loads(e[6:]) for e in events if e.startswith("data: ")]
 
 
-def chat(fake: FakeOpenAI, model: str, **extra: object) -> httpx.Response:
+AGENT = {"User-Agent": "KimiCLI/1.2.0"}
+
+
+def chat(fake: FakeOpenAI, model: str, headers: dict[str, str] | None = None, **extra: object) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "Say hi"}], **extra}
-    return httpx.post(f"{fake.base_url}/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    return httpx.post(f"{fake.base_url}/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {KEY}", **(headers or {})})
 
 
 # -- BackgroundServer ---------------------------------------------------------
@@ -117,12 +122,63 @@ def test_ollama_errors_before_and_after_streaming(fake_ollama: FakeOllama) -> No
             list(client.generate("llama3.2", "Why?", stream=True))
 
 
+def test_ollama_show_and_capability_errors(fake_ollama: FakeOllama) -> None:
+    with ollama.Client(host=fake_ollama.url) as client:
+        shown = client.show("qwen3:8b")  # ollama-python's ShowResponse needs model_info
+        assert "thinking" in shown.capabilities and shown.modelinfo["qwen3.context_length"] == 40960
+        assert "thinking" not in client.show("llama3.2").capabilities
+        with pytest.raises(ollama.ResponseError) as missing:
+            client.show("nope")
+        assert missing.value.status_code == 404
+        with pytest.raises(ollama.ResponseError, match='"llama3.2" does not support thinking'):
+            client.chat("llama3.2", messages=[{"role": "user", "content": "Hi"}], think=True)
+        assert client.chat("llama3.2", messages=[{"role": "user", "content": "Hi"}], think=False).message.content
+    with FakeOllama(["gemma:2b"], capabilities={"gemma:2b": ["completion"]}) as fake:
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        r = httpx.post(fake.url + "/api/chat", json={"model": "gemma:2b", "messages": [], "tools": [tool]})
+        assert (r.status_code, r.json()) == (400, {"error": '"gemma:2b" does not support tools'})
+
+
+def test_ollama_tool_call_ids_harmony_done_line_busy_and_omitted_metrics() -> None:
+    call = {"name": "get_weather", "arguments": {"city": "Tokyo"}}
+    with FakeOllama(["qwen3:8b", "gpt-oss:20b"]) as fake:
+        fake.replies["qwen3:8b"] = fake.replies["gpt-oss:20b"] = Reply(text="", tool_calls=[call],
+                                                                        prompt_tokens=0)
+        for model, in_final in (("qwen3:8b", False), ("gpt-oss:20b", True)):
+            lines = [orjson.loads(x) for x in httpx.post(fake.url + "/api/chat", json={
+                "model": model, "messages": []}).text.splitlines()]
+            carrying = [x for x in lines if x["message"].get("tool_calls")]
+            assert len(carrying) == 1 and carrying[0]["done"] is in_final
+            assert carrying[0]["message"]["tool_calls"][0]["id"].startswith("call_")
+            assert "prompt_eval_count" not in lines[-1] and lines[-1]["eval_count"] > 0
+        fake.replies["qwen3:8b"] = Reply(status=503)
+        busy = httpx.post(fake.url + "/api/chat", json={"model": "qwen3:8b", "messages": []})
+        assert (busy.status_code, busy.json()["error"]) == (503, BUSY)
+
+
+def test_a_non_streamed_answer_sends_no_head_until_it_is_complete(fake_ollama: FakeOllama) -> None:
+    fake_ollama.replies["llama3.2"] = Reply(text="one two three four five", delay_chunks=0.1)
+    started = threading.Event()
+    with httpx.Client(base_url=fake_ollama.url) as client:
+        def head_arrives() -> None:
+            with client.stream("POST", "/api/chat", json={"model": "llama3.2", "stream": False}) as r:
+                started.set()
+                r.read()
+
+        worker = threading.Thread(target=head_arrives)
+        worker.start()
+        assert fake_ollama.wait_open_requests(1)
+        assert not started.wait(0.3)  # five pieces at 0.1 s: nothing for ~0.5 s, not even the status
+        assert started.wait(5)
+        worker.join()
+
+
 def test_ollama_drop_tags_version_and_cloud_key() -> None:
     with FakeOllama(["gpt-oss:120b"], api_key=KEY) as fake:
         assert httpx.get(fake.url + "/api/tags").json() == {"error": "unauthorized"}
         auth = {"Authorization": f"Bearer {KEY}"}
         assert httpx.head(fake.url + "/api/version", headers=auth).status_code == 200
-        assert httpx.get(fake.url + "/api/version", headers=auth).json() == {"version": "0.5.1"}
+        assert httpx.get(fake.url + "/api/version", headers=auth).json() == {"version": "0.13.0"}
         fake.replies["gpt-oss:120b"] = Reply(drop_after=1)
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.post(fake.url + "/api/chat", json={"model": "gpt-oss:120b"}, headers=auth)
@@ -212,10 +268,43 @@ def test_opencode_cost_after_done_and_error_shape() -> None:
 def test_kimi_reasoning_content_and_usage_in_choice() -> None:
     with oai("kimi") as fake:
         fake.replies["kimi-for-coding"] = Reply(thinking="Let me think")
-        chunks = data_of(sse_events(chat(fake, "kimi-for-coding", stream=True).text))
+        chunks = data_of(sse_events(chat(fake, "kimi-for-coding", AGENT, stream=True).text))
         assert "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks[:-1]) == "Let me think"
         assert chunks[-2]["choices"][0]["usage"]["prompt_tokens"] == 2 and "usage" not in chunks[-2]
-        assert chat(fake, "kimi-for-coding").json()["choices"][0]["message"]["reasoning_content"] == "Let me think"
+        message = chat(fake, "kimi-for-coding", AGENT).json()["choices"][0]["message"]
+        assert message["reasoning_content"] == "Let me think"
+
+
+def test_kimi_admits_coding_agents_only() -> None:
+    with oai("kimi") as fake:
+        refused = chat(fake, "kimi-for-coding", {"User-Agent": "python-httpx/0.28"})
+        assert refused.status_code == 403
+        assert refused.json()["error"]["type"] == "access_terminated_error"
+        assert "only available for Coding Agents" in refused.json()["error"]["message"]
+        assert chat(fake, "kimi-for-coding", {"User-Agent": "claude-cli/2.1.332 (external, sdk-cli)"}).status_code == 200
+
+
+def test_kimi_refuses_a_tool_call_turn_without_its_reasoning_while_thinking() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}
+    history = [{"role": "user", "content": "list"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "c1", "content": "a.txt"}]
+    with oai("kimi") as fake:
+        refused = chat(fake, "kimi-for-coding", AGENT, messages=history)
+        assert refused.status_code == 400
+        assert "reasoning_content is missing in assistant tool call message at index 1" in refused.text
+        history[1] = {**history[1], "reasoning_content": "I should list the files"}
+        assert chat(fake, "kimi-for-coding", AGENT, messages=history).status_code == 200
+        history[1] = {"role": "assistant", "content": None, "tool_calls": [call]}
+        assert chat(fake, "kimi-for-coding", AGENT, messages=history,
+                    thinking={"type": "disabled"}).status_code == 200
+
+
+def test_openrouter_moderation_is_a_403_with_its_reasons() -> None:
+    with oai("openrouter") as fake:
+        fake.replies["openai/gpt-4o-mini"] = Reply(status=403, error="Your input was flagged")
+        refused = chat(fake, "openai/gpt-4o-mini")
+        error = refused.json()["error"]
+        assert refused.status_code == 403 and error["code"] == 403 and error["metadata"]["reasons"]
 
 
 def test_401_does_not_echo_any_key() -> None:

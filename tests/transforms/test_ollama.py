@@ -74,7 +74,7 @@ def test_format_from_response_format():
 
 
 @pytest.mark.parametrize(("effort", "think"), [
-    ("none", False), ("minimal", "low"), ("low", "low"), ("medium", "medium"), ("high", "high"), ("xhigh", "high"),
+    ("none", False), ("minimal", "low"), ("low", "low"), ("medium", "medium"), ("high", "high"), ("xhigh", "max"), ("max", "max"),
 ])
 def test_reasoning_effort_to_think(effort, think):
     assert chat({"messages": HI, "reasoning_effort": effort})["think"] == think
