@@ -73,10 +73,16 @@ class ChatMiddleware:
             ("GET", PREFIX + "/resolve"): self.resolve,
             ("GET", HEALTH): self.health,
             ("GET", METRICS): self.metrics,
+            ("GET", PREFIX): ollama_api.running,
+            ("HEAD", PREFIX): ollama_api.running,
             ("POST", PREFIX + "/api/chat"): ollama_api.chat,
             ("POST", PREFIX + "/api/generate"): ollama_api.generate,
+            ("POST", PREFIX + "/api/show"): ollama_api.show,
             ("GET", PREFIX + "/api/tags"): ollama_api.tags,
+            ("HEAD", PREFIX + "/api/tags"): ollama_api.tags,
+            ("GET", PREFIX + "/api/ps"): ollama_api.ps,
             ("GET", PREFIX + "/api/version"): ollama_api.version,
+            ("HEAD", PREFIX + "/api/version"): ollama_api.version,
         }
         self._own_paths: set[str] = set()
         if serve_v1_models:  # standalone: clients whose base URL is …/v1 list models here

@@ -49,7 +49,7 @@ def routing_table(
 
     lines += ["", "providers"]
     lines += _aligned(
-        [p.name, p.transform, p.base_url, _registered(p.registered), key_status(p, environ)]
+        [p.name, p.transform, p.base_url, _registered(p.registered), key_status(p, environ), _forwards(p)]
         for p in sorted(config.providers.values(), key=lambda p: p.name)
     )
 
@@ -68,6 +68,11 @@ def key_status(provider: ProviderConfig, environ: Mapping[str, str]) -> str:
     if environ.get(provider.key_env) == provider.api_key:
         return f"key from env {provider.key_env}"
     return f"key from env_file {provider.env_file}"
+
+
+def _forwards(provider: ProviderConfig) -> str:
+    """Which client headers go upstream as they came (forward_headers)."""
+    return f"forwards {', '.join(provider.forward_headers)}" if provider.forward_headers else ""
 
 
 def _registered(registered: bool) -> str:

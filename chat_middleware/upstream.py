@@ -82,6 +82,23 @@ class Upstreams:
             session = self._sessions[provider]
         return session.post(self._urls[provider], data=request_body(body), headers=headers)
 
+    async def fetch(self, provider: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+        """One small call to another endpoint of the provider's API (Ollama's /api/show), read whole:
+        its status and body. Transport failures and the deadline become chatd's errors."""
+        if provider not in self._sessions:
+            self.open()
+        try:
+            async def call() -> tuple[int, bytes]:
+                async with self._sessions[provider].post(self._providers[provider].base_url + path,
+                                                         data=body) as response:
+                    return response.status, await response.read()
+
+            return await asyncio.wait_for(call(), timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"{provider} did not answer within {timeout:g}s") from None
+        except TRANSPORT_ERRORS as exc:
+            raise transport_error(provider, exc) from None
+
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 """What aiohttp raises when the connection to an upstream, not its answer, fails."""

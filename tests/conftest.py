@@ -16,7 +16,7 @@ KEYS = {
     "KIMI_API_KEY": "sk-kimi-secret-0004",
     "GROQ_API_KEY": "gsk-secret-0005",
 }
-MODELS = ("qwen3:8b", "qwen3:4b", "llama3.2")
+MODELS = ("qwen3:8b", "qwen3:4b", "llama3.2", "gpt-oss:20b")
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +61,12 @@ NO_RETRIES = "retries = 0\ncooldown_s = 0"
 
 
 def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, extra: str = "",
-                 base: str = NO_RETRIES) -> str:
-    """A lakehouse.toml with every provider pointed at its loopback fake."""
+                 base: str = NO_RETRIES, blocks: dict[str, str] | None = None) -> str:
+    """A lakehouse.toml with every provider pointed at its loopback fake; `blocks` adds lines to a
+    provider's block: blocks={"kimi": 'forward_headers = ["user-agent"]'}."""
+    blocks = {"kimi": "forward_headers = []  # the suite's clients are not agents; test_identity covers it",
+              **(blocks or {})}
+    more = {name: blocks.get(name, "") for name in ("ollama_cloud", "openrouter", "opencode", "kimi", "groq")}
     return f"""
 [models]
 fast = "ollama/qwen3:4b"
@@ -77,23 +81,27 @@ ollama_url = "{ollama.url}"
 
 [chatd.providers.ollama_cloud]
 base_url = "{ollama_cloud.url}"
+{more["ollama_cloud"]}
 
 [chatd.providers.openrouter]
 base_url = "{openrouter.url}/v1"
 headers = {{ "X-Title" = "lakehouse" }}
+{more["openrouter"]}
 
 [chatd.providers.opencode]
 base_url = "{opencode.url}/v1"
+{more["opencode"]}
 
 [chatd.providers.kimi]
 base_url = "{kimi.url}/v1"
 headers = {{ "User-Agent" = "KimiCLI/1.0" }}
-forward_headers = []  # the suite's clients are not agents; test_identity covers the default
+{more["kimi"]}
 
 [chatd.providers.groq]
 transform = "openai"
 base_url = "{groq.url}/v1"
 key_env = "GROQ_API_KEY"
+{more["groq"]}
 
 [[chatd.routes]]
 prefix = "groq/"
@@ -117,11 +125,13 @@ def gateway(upstreams, tmp_path_factory) -> Iterator[ChatdServer]:
 
 @pytest.fixture
 def make_chatd(upstreams, tmp_path) -> Iterator[Callable[..., ChatdServer]]:
-    """A chatd of the test's own, e.g. with short timeouts: make_chatd(extra='idle_timeout_s = 0.2')."""
+    """A chatd of the test's own, e.g. with short timeouts: make_chatd(extra='idle_timeout_s = 0.2'),
+    or a provider option: make_chatd(blocks={"opencode": 'capabilities = ["completion"]'})."""
     servers: list[ChatdServer] = []
 
-    def make(extra: str = "", environ: dict | None = None, base: str = NO_RETRIES) -> ChatdServer:
-        config = write_config(tmp_path, gateway_toml(**upstreams, extra=extra, base=base),
+    def make(extra: str = "", environ: dict | None = None, base: str = NO_RETRIES,
+             blocks: dict[str, str] | None = None) -> ChatdServer:
+        config = write_config(tmp_path, gateway_toml(**upstreams, extra=extra, base=base, blocks=blocks),
                               KEYS if environ is None else environ)
         server = ChatdServer(config).start()
         servers.append(server)

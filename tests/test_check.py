@@ -48,6 +48,7 @@ def test_example_config_in_dev_mode():
     kimi = row(table, "providers", "kimi")
     assert "not registered" in kimi and "no key: set KIMI_API_KEY" in kimi
     assert "https://api.kimi.com/coding/v1" in kimi
+    assert kimi.endswith("forwards user-agent")  # what each provider passes on of the client's headers
     assert table.rstrip().endswith("default provider ollama (registered)")
     # the fallback chain of a tier, each entry with where it goes and whether it can be served
     smart = section(table, "tiers")[2:5]

@@ -82,6 +82,13 @@ provider = "vllm"
     assert config.routes["vllm/"] == "vllm"
 
 
+def test_forward_headers_default_to_the_agent_identity_for_kimi_only(tmp_path):
+    config = load_config(write(tmp_path, "[chatd.providers.openrouter]\nforward_headers = ['X-OpenCode-Session']\n"))
+    assert config.providers["kimi"].forward_headers == ("user-agent",)
+    assert config.providers["openrouter"].forward_headers == ("x-opencode-session",)
+    assert config.providers["ollama"].forward_headers == ()
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -103,6 +110,13 @@ provider = "vllm"
         ("[chatd]\ndefault_provider = 'nope'\n", "[chatd] default_provider: 'nope' is not a configured provider"),
         ("[models]\nfast = 3\n", "[models] fast: expected a model id or a list"),
         ("[models]\nfast = []\n", "[models] fast: expected a model id or a list"),
+        ("[chatd.providers.kimi]\nforward_headers = ['User-Agent', 'Authorization']\n",
+         "[chatd.providers.kimi] forward_headers: authorization is never passed upstream"),
+        ("[chatd.providers.kimi]\nforward_headers = ['x-api-key', 'cookie', 'host', 'connection']\n",
+         "forward_headers: x-api-key, cookie, host, connection is never passed upstream"),
+        ("[chatd.providers.kimi]\nforward_headers = 'user-agent'\n",
+         "[chatd.providers.kimi] forward_headers: expected an array of strings"),
+        ("[chatd.providers.kimi]\ncapabilities = [1]\n", "[chatd.providers.kimi] capabilities: expected an array"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, expected):

@@ -13,7 +13,6 @@ import orjson
 import pytest
 from ollama import AsyncClient, Client, ResponseError
 
-import chat_middleware
 from tests.conftest import KEYS
 from tests.fakes import Reply
 from tests.test_e2e_streaming import HI, ROUTES as SDK_ROUTES
@@ -286,6 +285,56 @@ def test_list_shows_the_models_chatd_knows(gateway, client):
     assert all(m.modified_at is not None and m.details is not None for m in listed)
 
 
-def test_version(gateway):
-    response = httpx.get(gateway.url + "/v1/chat/api/version", timeout=10)
-    assert response.json() == {"version": chat_middleware.__version__}
+def test_version_is_a_current_ollama_release_and_configurable(gateway, make_chatd, client):
+    version = httpx.get(gateway.url + "/v1/chat/api/version", timeout=10).json()
+    assert version == {"version": "0.13.0"}  # VS Code Copilot refuses < 0.6.4
+    chatd = make_chatd(extra='ollama_api_version = "0.14.2"')
+    assert httpx.get(chatd.url + "/v1/chat/api/version", timeout=10).json() == {"version": "0.14.2"}
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/", "/v1/chat", "/v1/chat/api/version", "/v1/chat/api/tags"])
+def test_start_up_probes_answer_head_and_get(gateway, path):
+    """Ollama's CLI heartbeat and health checks send HEAD; `/` says Ollama is running."""
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        head, get = http.head(path), http.get(path)
+    assert head.status_code == get.status_code == 200 and head.content == b""
+    if path.startswith("/v1/chat/api/"):
+        assert get.json()
+    else:
+        assert get.text == "Ollama is running"
+
+
+def test_show_is_the_ollama_upstreams_own_answer(gateway, ollama, client):
+    shown = client(gateway).show("ollama/qwen3:8b")  # ollama-python's ShowResponse requires model_info
+    assert "thinking" in shown.capabilities and shown.modelinfo["qwen3.context_length"] == 40960
+    assert ollama.requests[-1].path == "/api/show" and ollama.requests[-1].json == {"model": "qwen3:8b"}
+    with pytest.raises(ResponseError) as missing:
+        client(gateway).show("ollama/no-such-model")
+    assert missing.value.status_code == 404 and "not found" in missing.value.error
+
+
+def test_show_for_other_providers_comes_from_their_capabilities(make_chatd, client, openrouter):
+    chatd = make_chatd(blocks={"opencode": 'capabilities = ["completion", "tools", "vision"]'})
+    assert client(chatd).show("openrouter/moonshotai/kimi-k2").capabilities == ["completion", "tools"]
+    shown = client(chatd).show("opencode/big-pickle")
+    assert shown.capabilities == ["completion", "tools", "vision"] and shown.modelinfo is not None
+    assert shown.details is not None and not openrouter.requests
+    with pytest.raises(ResponseError) as unregistered:
+        client(make_chatd(environ={})).show("kimi/kimi-for-coding")
+    assert unregistered.value.status_code == 404
+
+
+def test_ps_lists_no_loaded_models(gateway, client):
+    assert client(gateway).ps().models == []
+
+
+def test_keep_alive_reaches_ollama_upstreams_only(gateway, ollama, openrouter, client):
+    client(gateway).chat(model="qwen3:8b", messages=HI, stream=False, keep_alive="10m")
+    assert sent(ollama)["keep_alive"] == "10m"
+    client(gateway).generate(model="qwen3:8b", prompt="Hi", stream=False, keep_alive=0)
+    assert sent(ollama)["keep_alive"] == 0
+    client(gateway).chat(model="openrouter/moonshotai/kimi-k2", messages=HI, stream=False, keep_alive=300)
+    assert "keep_alive" not in sent(openrouter)
+    bad = httpx.post(gateway.url + "/v1/chat/api/chat", timeout=10,
+                     json={"model": "qwen3:8b", "messages": HI, "keep_alive": [1]})
+    assert bad.status_code == 400 and "keep_alive" in bad.json()["error"]

@@ -1,10 +1,13 @@
-"""Ollama's API inbound: POST /api/chat and /api/generate, GET /api/tags and /api/version.
+"""Ollama's API inbound: /api/chat, /api/generate, /api/show, /api/tags, /api/ps, /api/version, and `/`.
 
-Ollama clients (`ollama.Client(host="http://host:3220/v1/chat")`) use chatd as
-if it were Ollama. A request is translated into chatd's OpenAI body and goes
-through the relay like any other, so routing, fallback, retries and error
-statuses are the same; only the shapes differ (NDJSON when streamed, errors as
-`{"error": "…"}`).
+Ollama clients (`ollama.Client(host="http://host:3220/v1/chat")`, Open WebUI,
+VS Code Copilot's Ollama provider) use chatd as if it were Ollama. A chat or
+generate request is translated into chatd's OpenAI body and goes through the
+relay like any other, so routing, fallback, retries and error statuses are the
+same; only the shapes differ (NDJSON when streamed, errors as `{"error": "…"}`).
+The other endpoints are what those clients call at start-up: Copilot refuses a
+server older than 0.6.4 and asks /api/show about every model; the CLI and health
+checks send `HEAD /`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from functools import lru_cache
 
 import orjson
 
-from .. import __version__
 from ..access import Call
 from ..asgi import JSON, read_body, send_body, send_json
-from ..config import Config
+from ..config import Config, ProviderConfig
+from ..errors import UpstreamError
 from ..routing import Target
 from ..runtime import Runtime
 from ..shapes import parse_json_object
@@ -27,10 +30,14 @@ from ..types import Receive, Scope, Send
 from .ollama_render import OllamaChatRenderer, OllamaGenerateRenderer, error_body
 from .ollama_request import chat_request, generate_request
 
-__all__ = ["chat", "error_body", "generate", "tags", "version"]
+__all__ = ["chat", "error_body", "generate", "ps", "running", "show", "tags", "version"]
 
 OLLAMA_TRANSFORMS = frozenset({"ollama_chat", "ollama_generate"})
 _UNLOAD = (0, "0", "0s")
+_DETAILS = {"parent_model": "", "format": "", "family": "", "families": [], "parameter_size": "",
+            "quantization_level": ""}
+"""A model's `details` where chatd knows none of them: every field present, as clients expect."""
+_RUNNING = b"Ollama is running"
 
 
 async def chat(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,8 +56,43 @@ async def tags(runtime: Runtime, call: Call, scope: Scope, receive: Receive, sen
 
 
 async def version(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-    """GET /api/version: chatd's own version."""
-    await send_json(send, {"version": __version__})
+    """GET /api/version: the Ollama API version chatd implements (clients refuse old ones)."""
+    await send_json(send, {"version": runtime.config.ollama_api_version})
+
+
+async def running(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+    """GET or HEAD /: Ollama's heartbeat, as its CLI and health checks expect it."""
+    await send_body(send, 200, _RUNNING, [(b"content-type", b"text/plain; charset=utf-8")])
+
+
+async def ps(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+    """GET /api/ps: models loaded in memory; chatd loads none itself and does not ask its upstreams."""
+    await send_json(send, {"models": []})
+
+
+async def show(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+    """POST /api/show: an Ollama provider's own answer; for any other, one made from its `capabilities`."""
+    body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
+    model = body.get("model") or body.get("name")  # older clients send `name`
+    target = runtime.route(model, call).served()
+    provider = runtime.config.providers[target.provider]
+    call.provider, call.upstream_model = provider.name, target.upstream_model
+    if provider.transform not in OLLAMA_TRANSFORMS:
+        await send_json(send, shown(provider, target.upstream_model))
+        return
+    status, raw = await runtime.upstreams.fetch(
+        provider.name, "/api/show", orjson.dumps({"model": target.upstream_model}), provider.timeouts.total)
+    if status >= 500:
+        raise UpstreamError(f"{provider.name} answered /api/show with HTTP {status}")
+    call.status = status
+    await send_body(send, status, raw, [JSON])
+
+
+def shown(provider: ProviderConfig, model: str) -> dict:
+    """/api/show for a model of a provider that is not an Ollama: what chatd knows, in Ollama's shape."""
+    return {"modelfile": "", "parameters": "", "template": "", "details": _DETAILS,
+            "model_info": {"general.architecture": provider.transform, "general.basename": model},
+            "capabilities": list(provider.capabilities), "modified_at": "1970-01-01T00:00:00Z"}
 
 
 async def _answer(
@@ -84,7 +126,6 @@ def tag_list(models: bytes) -> bytes:
             "modified_at": datetime.fromtimestamp(entry["created"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "size": 0,
             "digest": hashlib.sha256(name.encode()).hexdigest(),
-            "details": {"parent_model": "", "format": "", "family": "", "families": [], "parameter_size": "",
-                        "quantization_level": ""},
+            "details": _DETAILS,
         })
     return orjson.dumps({"models": listed})

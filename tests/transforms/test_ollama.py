@@ -345,6 +345,32 @@ def test_stream_tool_calls():
     assert (last, reason, decoder.finish_reason) == ({}, "tool_calls", "tool_calls")
 
 
+def test_tool_calls_in_the_done_line_and_a_null_error_field():
+    """Ollama's harmony parser (gpt-oss) sends tool calls with `done: true`; `"error": null` is no error."""
+    lines = [
+        b'{"model":"gpt-oss","message":{"role":"assistant","content":"","thinking":"need ls"},"done":false,'
+        b'"error":null}\n',
+        b'{"model":"gpt-oss","message":{"role":"assistant","content":"","tool_calls":[{"id":"call_x","function":'
+        b'{"index":0,"name":"ls","arguments":{"path":"."}}}]},"done":true,"done_reason":"stop","eval_count":3}\n',
+    ]
+    decoder = OllamaChat().decoder(include_usage=False)
+    chunks = feed_all(decoder, awkward(lines))
+    assert deltas(chunks) == [
+        ({"role": "assistant", "reasoning": "need ls"}, None),
+        ({"tool_calls": [{"index": 0, "id": "call_x", "type": "function",
+                          "function": {"name": "ls", "arguments": '{"path":"."}'}}]}, None),
+        ({}, "tool_calls"),
+    ]
+    completion = OllamaChat().completion(lines[1].replace(b'"done":true', b'"error":null,"done":true'))
+    assert completion["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_reasoning_of_an_earlier_turn_becomes_its_thinking():
+    for field in ("reasoning_content", "reasoning"):
+        sent = chat({"messages": [*HI, {"role": "assistant", "content": "Hello", field: "greet back"}]})
+        assert sent["messages"][1] == {"role": "assistant", "content": "Hello", "thinking": "greet back"}
+
+
 def test_generate_stream_length_and_lines_after_done_ignored():
     lines = [
         b'{"model":"llama3.2","response":"The","done":false}\n',

@@ -59,6 +59,15 @@ def test_an_error_inside_a_200_answer_keeps_its_status():
         OPENAI.completion(b'{"error": {"code": 429, "message": "slow down"}}')
 
 
+def test_a_null_error_field_is_no_error():
+    answer = {"id": "c1", "object": "chat.completion", "error": None,
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+    assert OPENAI.completion(orjson.dumps(answer))["choices"][0]["message"]["content"] == "ok"
+    decoder = OPENAI.decoder(include_usage=False)
+    chunks = decoder.feed(chunk("ok", error=None) + chunk(finish="stop") + b"data: [DONE]\n\n")
+    assert decoder.failure is None and decoder.done and len(chunks) == 2
+
+
 def test_decoder_forwards_bytes_untouched_across_awkward_splits():
     stream = chunk("Hel") + b": OPENROUTER PROCESSING\n\n" + chunk("lo") + chunk(finish="stop") + b"data: [DONE]\n\n"
     decoder = OPENAI.decoder(include_usage=False)
