@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .config import Config, ProviderConfig, Timeouts, load_config  # noqa: E402
-from .errors import ChatdError, ConfigError  # noqa: E402
-from .middleware import ChatMiddleware  # noqa: E402
-from .routing import Resolution, Router, Target  # noqa: E402
+from .config import Config, ProviderConfig, Timeouts, load_config
+from .errors import ChatdError, ConfigError
+from .middleware import ChatMiddleware
+from .routing import Resolution, Router, Target
+from .version import __version__
 
 __all__ = [
     "ChatMiddleware",
@@ -19,5 +18,6 @@ __all__ = [
     "Router",
     "Target",
     "Timeouts",
+    "__version__",
     "load_config",
 ]

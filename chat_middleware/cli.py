@@ -12,7 +12,8 @@ import argparse
 import logging
 import sys
 
-from . import __version__, serve
+from . import serve
+from .version import __version__
 from .config import load_config
 from .errors import ConfigError
 from .routing import Router

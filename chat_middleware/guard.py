@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .config import Timeouts
+from .settings import Timeouts
 from .types import Receive
 
 DISCONNECT = "disconnect"

@@ -17,19 +17,15 @@ import hmac
 import logging
 import os
 import signal
-from time import monotonic
-from typing import Awaitable, Callable
-from urllib.parse import parse_qs
 
+from . import endpoints, surfaces
 from .access import CLIENT_LEFT, REQUEST_ID, Call, request_id
-from .asgi import JSON, ClientGone, read_body, send_body, send_error, send_json
+from .asgi import ClientGone, send_error
 from .config import Config, load_config
-from .errors import BadRequest, ChatdError, MethodNotAllowed, NotFound, RequestError, Unauthorized, redact
-from .inbound import ollama_api
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, exposition, process_exiting
-from .render import NativeRenderer, OpenAIRenderer
+from .errors import ChatdError, MethodNotAllowed, NotFound, RequestError, Unauthorized, redact
+from .metrics import process_exiting
 from .runtime import Runtime
-from .shapes import check_completion, native_to_openai, parse_json_object
+from .surfaces import Handler
 from .telemetry import Telemetry
 from .types import ASGIApp, Headers, Receive, Scope, Send
 
@@ -37,12 +33,10 @@ log = logging.getLogger("chatd")
 
 PREFIX = "/v1/chat"
 HEALTH = PREFIX + "/health"
-OLLAMA_API = PREFIX + "/api/"
-Handler = Callable[[Runtime, Call, Scope, Receive, Send], Awaitable[None]]
-METRICS = PREFIX + "/metrics"
-UNLOGGED = frozenset({HEALTH, METRICS})
-"""Paths polled by machines (balancers, Prometheus): counted in metrics, not written to the access log."""
-_OPENAI = OpenAIRenderer()
+UNLOGGED = frozenset(PREFIX + path for path in endpoints.UNLOGGED)
+ROUTES: dict[tuple[str, str], Handler] = {
+    (method, PREFIX + path): handler for (method, path), handler in {**surfaces.ROUTES, **endpoints.ROUTES}.items()
+}
 
 
 class ChatMiddleware:
@@ -64,29 +58,10 @@ class ChatMiddleware:
         self._reload_on_sighup = reload_on_sighup
         self._watcher: asyncio.Task | None = None
         self._started = False
-        self._routes: dict[tuple[str, str], Handler] = {
-            ("POST", PREFIX): self.native_chat,
-            ("POST", PREFIX + "/chat/completions"): self.chat_completions,
-            ("POST", PREFIX + "/completions"): self.chat_completions,
-            ("GET", PREFIX + "/models"): self.models,
-            ("GET", PREFIX + "/providers"): self.providers,
-            ("GET", PREFIX + "/resolve"): self.resolve,
-            ("GET", HEALTH): self.health,
-            ("GET", METRICS): self.metrics,
-            ("GET", PREFIX): ollama_api.running,
-            ("HEAD", PREFIX): ollama_api.running,
-            ("POST", PREFIX + "/api/chat"): ollama_api.chat,
-            ("POST", PREFIX + "/api/generate"): ollama_api.generate,
-            ("POST", PREFIX + "/api/show"): ollama_api.show,
-            ("GET", PREFIX + "/api/tags"): ollama_api.tags,
-            ("HEAD", PREFIX + "/api/tags"): ollama_api.tags,
-            ("GET", PREFIX + "/api/ps"): ollama_api.ps,
-            ("GET", PREFIX + "/api/version"): ollama_api.version,
-            ("HEAD", PREFIX + "/api/version"): ollama_api.version,
-        }
+        self._routes = dict(ROUTES)
         self._own_paths: set[str] = set()
         if serve_v1_models:  # standalone: clients whose base URL is …/v1 list models here
-            self._routes[("GET", "/v1/models")] = self.models
+            self._routes[("GET", "/v1/models")] = surfaces.chat.models
             self._own_paths.add("/v1/models")
 
     @property
@@ -217,52 +192,6 @@ class ChatMiddleware:
         call.error = error.kind
         await send_error(send, error, [*headers, (REQUEST_ID, call.request_id)], _error_body(call.path, error))
 
-    # ----- endpoints
-
-    async def chat_completions(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive,
-                               send: Send) -> None:
-        """OpenAI Chat Completions, stream and non-stream, for every provider."""
-        body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
-        resolution = runtime.route(body.get("model"), call, body)
-        check_completion(body)
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        await runtime.relay.run(body, resolution.chain, _OPENAI, include_usage, receive, send, call)
-
-    async def native_chat(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-        """chatd's native shape (DESIGN §3)."""
-        body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
-        resolution = runtime.route(body.get("model"), call, body)
-        request = native_to_openai(body)
-        await runtime.relay.run(request, resolution.chain, NativeRenderer(), False, receive, send, call)
-
-    async def providers(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-        now = monotonic()
-        listed = []
-        for p in runtime.config.registered:
-            cooldown = max(0.0, self.telemetry.providers[p.name].cooldown_until - now)
-            listed.append({"name": p.name, "transform": p.transform, "base_url": p.base_url,
-                           "available": cooldown == 0, "cooldown_s": round(cooldown, 1)})
-        await send_json(send, {"providers": listed})
-
-    async def resolve(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dry run: where a model would go, with the same 400/404 as a real call."""
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        models = query.get("model")
-        if not models:
-            raise BadRequest("query parameter 'model' is required")
-        await send_json(send, runtime.route(models[0], call).as_dict())
-
-    async def models(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_body(send, 200, runtime.models, [JSON])
-
-    async def health(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, {"status": "ok", "providers": len(runtime.config.registered)})
-
-    async def metrics(self, runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-        """Prometheus text: every worker's counts when PROMETHEUS_MULTIPROC_DIR is shared."""
-        await send_body(send, 200, exposition(), [(b"content-type", METRICS_CONTENT_TYPE)])
-
 
 def _authorize(scope: Scope, keys: frozenset[str]) -> None:
     """A valid `Authorization: Bearer <key>`, compared in constant time against every key."""
@@ -280,8 +209,8 @@ def _authorize(scope: Scope, keys: frozenset[str]) -> None:
 
 
 def _error_body(path: str, error: RequestError) -> bytes | None:
-    """Ollama clients read `{"error": "…"}` under /api/; every other path answers in the OpenAI shape."""
-    return ollama_api.error_body(error) if path.startswith(OLLAMA_API) else None
+    """The error in the shape the client of `path` reads (Ollama's under /api/); None: OpenAI's."""
+    return surfaces.error_body(path[len(PREFIX):], error)
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -12,28 +12,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
-from typing import Iterable
 
 import aiohttp
-import orjson
 
 from .access import CLIENT_LEFT, REQUEST_ID, Call
 from .asgi import JSON, header_value
-from .config import Config, ProviderConfig, Timeouts
+from .canonical import ChatRequest
 from .errors import (
     ProviderBusy, ProviderNotRegistered, RequestError, UpstreamError, UpstreamTimeout,
     from_upstream_status, redact,
 )
 from .exchange import Attempt, Exchange
 from .guard import DISCONNECT, Guard
+from .leg import Leg
 from .metrics import fell_back
 from .render import Renderer
 from .resilience import cooling, note_failure, note_success, retry_delay
 from .routing import Target
-from .shapes import count
-from .streams import Chunk, StreamDecoder
+from .settings import Config, ProviderConfig, Timeouts
+from .streams import StreamDecoder
 from .telemetry import Telemetry
-from .transforms import TRANSFORMS, Transform
 from .types import Receive, Send
 from .upstream import TRANSPORT_ERRORS, Upstreams, transport_error
 
@@ -53,46 +51,28 @@ def timeout_error(provider: str, reason: str, timeouts: Timeouts) -> UpstreamTim
     return UpstreamTimeout(f"{provider} {what}")
 
 
-def has_content(chunks: Iterable[Chunk]) -> bool:
-    """Whether a client seeing these chunks has seen the answer begin (text, tool call or end)."""
-    for chunk in chunks:
-        try:
-            choice = chunk.data["choices"][0]
-            delta = choice.get("delta") or {}
-            if (choice.get("finish_reason") or delta.get("content") or delta.get("tool_calls")
-                    or delta.get("reasoning") or delta.get("reasoning_content")):
-                return True
-        except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError):
-            continue
-    return False
-
-
 class Relay:
     """Runs requests against the providers of one Config."""
 
     def __init__(self, config: Config, upstreams: Upstreams, telemetry: Telemetry) -> None:
         self._providers = config.providers
-        self._transforms: dict[str, Transform] = {
-            name: TRANSFORMS[p.transform] for name, p in config.providers.items()
-        }
+        self._legs: dict[tuple[str, str], Leg] = {}
         self._provider_headers = {name: (b"x-chatd-provider", name.encode()) for name in config.providers}
-        self._forwarded = {name: frozenset(h.encode() for h in p.forward_headers)
-                           for name, p in config.providers.items()}
         self._upstreams = upstreams
         self._telemetry = telemetry
         self._secrets = config.keys
 
     async def run(
-        self, body: dict, chain: tuple[Target, ...], renderer: Renderer, include_usage: bool,
+        self, request: ChatRequest, chain: tuple[Target, ...], renderer: Renderer,
         receive: Receive, send: Send, call: Call,
     ) -> None:
-        """Answer `body` from the first entry of `chain` that can, filling in `call` on the way."""
+        """Answer `request` from the first entry of `chain` that can, filling in `call` on the way."""
         exchange = Exchange(send, renderer, call)
-        call.stream = body.get("stream") is True
+        call.stream = request.stream
         guard = Guard(receive)
         guard.start()
         try:
-            error = await self._serve(body, chain, renderer, include_usage, exchange, guard)
+            error = await self._serve(request, chain, renderer, exchange, guard)
         except ClientLeft:
             error = None
             if not exchange.finished:
@@ -102,23 +82,29 @@ class Relay:
             if exchange.attempt is not None:
                 call.tokens_in, call.tokens_out = exchange.attempt.tokens_in, exchange.attempt.tokens_out
         if error is not None and not exchange.finished:
-            log.warning("%r: %d %r (after %d attempt(s))", body.get("model"), error.status, error.message,
+            log.warning("%r: %d %r (after %d attempt(s))", call.model, error.status, error.message,
                         call.attempts)
             await exchange.fail(error)
 
+    def leg(self, provider: ProviderConfig, api: str) -> Leg:
+        """How `provider` serves clients of `api`, made on first use."""
+        leg = self._legs.get((provider.name, api))
+        if leg is None:
+            leg = self._legs[provider.name, api] = Leg(provider, api)
+        return leg
+
     async def _serve(
-        self, body: dict, chain: tuple[Target, ...], renderer: Renderer, include_usage: bool,
-        exchange: Exchange, guard: Guard,
+        self, request: ChatRequest, chain: tuple[Target, ...], renderer: Renderer, exchange: Exchange,
+        guard: Guard,
     ) -> RequestError | None:
         """Walk the chain; the error to tell the client, or None once answered."""
-        stream = body.get("stream") is True
         skipped: RequestError | None = None
         failed: RequestError | None = None
         failed_at = ""
         for index, target in enumerate(chain):
             if not target.registered:
                 skipped = ProviderNotRegistered(
-                    f"model {body.get('model')!r} routes to provider {target.provider!r}, "
+                    f"model {exchange.call.model!r} routes to provider {target.provider!r}, "
                     "which is not registered (no API key configured)")
                 continue
             provider = self._providers[target.provider]
@@ -135,13 +121,15 @@ class Relay:
             if failed is not None:
                 stats.fallbacks += 1
                 fell_back(failed_at, provider.name)
-            transform = self._transforms[provider.name]
-            payload = transform.build(body, target.upstream_model, provider, stream)
+            leg = self.leg(provider, request.api)
+            try:
+                payload = leg.build(request, target.upstream_model)
+            except RequestError as exc:  # a body this provider's API cannot carry
+                return exc
             tries = 0
             while True:
-                renderer.serving(target)
-                error = await self._attempt(target, provider, transform, payload, stream, include_usage,
-                                            renderer, exchange, guard)
+                renderer.serving(target, leg.passthrough)
+                error = await self._attempt(target, leg, payload, request, renderer, exchange, guard)
                 if error is None:
                     note_success(stats)
                     return None
@@ -161,10 +149,11 @@ class Relay:
         return failed or skipped
 
     async def _attempt(
-        self, target: Target, provider: ProviderConfig, transform: Transform, payload: bytes, stream: bool,
-        include_usage: bool, renderer: Renderer, exchange: Exchange, guard: Guard,
+        self, target: Target, leg: Leg, payload: bytes, request: ChatRequest, renderer: Renderer,
+        exchange: Exchange, guard: Guard,
     ) -> RequestError | None:
         """One upstream call under the guard; the error it ended in, or None once answered."""
+        provider = leg.provider
         attempt = exchange.attempt = Attempt(self._telemetry.providers[provider.name])
         call = exchange.call
         call.attempts += 1
@@ -176,21 +165,21 @@ class Relay:
             (b"x-chatd-attempts", str(call.attempts).encode()),
             (REQUEST_ID, call.request_id),
         ]
-        guard.arm(provider.timeouts, stream)
+        guard.arm(provider.timeouts, request.stream)
         try:
-            response = await self._upstreams.post(provider.name, payload,
-                                                  self._request_headers(provider.name, call))
+            response = await self._upstreams.post(provider.name, leg.path, payload,
+                                                  _request_headers(leg.forwarded, call))
             try:
                 guard.chunk()
                 if response.status >= 400:
                     raw = await response.read()
                     retry_after = response.headers.get("Retry-After")
                     raise from_upstream_status(provider.name, response.status, raw, retry_after)
-                if stream:
-                    decoder = transform.decoder(include_usage)
+                if request.stream:
+                    decoder = leg.decoder(request.include_usage)
                     await _stream(response, decoder, renderer, guard, exchange, attempt)
                 else:
-                    await _complete(response, transform, renderer, guard, exchange, attempt)
+                    await _complete(response, leg, renderer, guard, exchange, attempt)
             finally:
                 response.release()
         except asyncio.CancelledError:
@@ -218,15 +207,14 @@ class Relay:
         return error
 
 
-    def _request_headers(self, provider: str, call: Call) -> dict[str, str]:
-        """The request id, and the client headers the provider's `forward_headers` names, unchanged."""
-        headers = {"X-Request-Id": call.request_id.decode()}
-        names = self._forwarded[provider]
-        if names:
-            forwarded = [(name.decode(), value.decode("latin-1")) for name, value in call.headers if name in names]
-            headers.update(forwarded)
-            call.forwarded = [name for name, _ in forwarded] or None
-        return headers
+def _request_headers(names: frozenset[bytes], call: Call) -> dict[str, str]:
+    """The request id, and the client headers `names` lists (forward_headers), unchanged."""
+    headers = {"X-Request-Id": call.request_id.decode()}
+    if names:
+        forwarded = [(name.decode(), value.decode("latin-1")) for name, value in call.headers if name in names]
+        headers.update(forwarded)
+        call.forwarded = [name for name, _ in forwarded] or None
+    return headers
 
 
 async def _pause(seconds: float, guard: Guard) -> None:
@@ -240,20 +228,16 @@ async def _pause(seconds: float, guard: Guard) -> None:
 
 
 async def _complete(
-    response: aiohttp.ClientResponse, transform: Transform, renderer: Renderer, guard: Guard,
-    exchange: Exchange, attempt: Attempt,
+    response: aiohttp.ClientResponse, leg: Leg, renderer: Renderer, guard: Guard, exchange: Exchange,
+    attempt: Attempt,
 ) -> None:
     parts = []
     while data := await response.content.readany():
         guard.chunk()  # some upstreams send keep-alive whitespace while they think
         parts.append(data)
     raw = b"".join(parts)
-    completion = transform.completion(raw)
-    usage = completion.get("usage")
-    if isinstance(usage, dict):
-        attempt.tokens_in = count(usage.get("prompt_tokens"))
-        attempt.tokens_out = count(usage.get("completion_tokens"))
-    data = renderer.completion(completion, raw, transform.passthrough, exchange.latency_ms())
+    completion, attempt.tokens_in, attempt.tokens_out = leg.answer(raw)
+    data = renderer.completion(completion, raw, leg.passthrough, exchange.latency_ms())
     await exchange.body(data, [JSON], more=False)
 
 
@@ -270,8 +254,7 @@ async def _stream(
         if decoder.done:  # the last chunks and the end go out together
             await _finish(decoder, renderer, exchange, attempt, renderer.chunks(chunks) if chunks else b"")
         elif chunks:
-            started = exchange.response_started or has_content(chunks)
-            await exchange.body(renderer.chunks(chunks), content=started)
+            await exchange.body(renderer.chunks(chunks), content=decoder.started)
         if decoder.failure is not None:
             raise decoder.failure
     chunks = decoder.close()

@@ -1,8 +1,10 @@
-"""What the client receives: the OpenAI shape, or chatd's native /v1/chat shape.
+"""What every surface's renderer is: canonical answers in, the client's own bytes out.
 
 The relay hands a renderer OpenAI objects (a completion, or stream chunks) and
 sends whatever bytes it returns; a renderer is made per request and holds the
-little state a stream needs.
+little state a stream needs. When the upstream spoke the client's own API
+(`passthrough`), the renderer forwards the upstream's bytes instead. Each
+surface's renderer is in surfaces/.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import orjson
 
 from .asgi import SSE_HEADERS
 from .errors import RequestError, UpstreamStreamError
-from .shapes import completion_text
-from .streams import SSE_DONE, Chunks, StreamDecoder
+from .streams import Chunks, StreamDecoder
 from .types import Headers
 
 if TYPE_CHECKING:
@@ -38,13 +39,20 @@ class Renderer(Protocol):
     stream_headers: Headers
     """Response headers of a streamed answer (content type first)."""
 
-    def serving(self, target: Target) -> None: ...
+    def serving(self, target: Target, passthrough: bool = False) -> None:
+        """Before each upstream attempt: a retry or fallback starts afresh; `passthrough` says the
+        upstream speaks this surface's own API, so its bytes are forwarded."""
+        ...
 
-    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes: ...
+    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
+        """A whole answer: `completion` translated, or `raw` as it came on passthrough."""
+        ...
 
     def chunks(self, chunks: Chunks) -> bytes: ...
 
-    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes: ...
+    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes:
+        """The end of a stream; the decoder carries the token counts."""
+        ...
 
     def stream_error(self, error: RequestError) -> bytes: ...
 
@@ -59,7 +67,7 @@ class SSERenderer:
     __slots__ = ()
     stream_headers = SSE_HEADERS
 
-    def serving(self, target: Target) -> None:
+    def serving(self, target: Target, passthrough: bool = False) -> None:
         pass
 
     def stream_error(self, error: RequestError) -> bytes:
@@ -67,70 +75,3 @@ class SSERenderer:
 
     def error_body(self, error: RequestError) -> bytes:
         return error.json()
-
-
-class OpenAIRenderer(SSERenderer):
-    """OpenAI Chat Completions: passthrough bytes stay untouched."""
-
-    __slots__ = ()
-
-    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
-        return raw if passthrough else orjson.dumps(completion)
-
-    def chunks(self, chunks: Chunks) -> bytes:
-        return chunks.sse
-
-    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes:
-        return SSE_DONE
-
-
-class NativeRenderer(SSERenderer):
-    """chatd's own shape: `{model, provider, content, input_tokens, output_tokens, finish_reason, latency_ms}`."""
-
-    __slots__ = ("provider", "model", "finish_reason")
-
-    def __init__(self) -> None:
-        self.provider = ""
-        self.model = ""
-        self.finish_reason: str | None = None
-
-    def serving(self, target: Target) -> None:
-        """The chain entry now being asked: its name goes into the answer."""
-        self.provider = target.provider
-        self.model = target.upstream_model
-        self.finish_reason = None
-
-    def completion(self, completion: dict, raw: bytes, passthrough: bool, latency_ms: float) -> bytes:
-        content, finish_reason, tokens_in, tokens_out = completion_text(completion)
-        model = completion.get("model")
-        return orjson.dumps({
-            "model": model if isinstance(model, str) and model else self.model,
-            "provider": self.provider,
-            "content": content,
-            "input_tokens": tokens_in,
-            "output_tokens": tokens_out,
-            "finish_reason": finish_reason,
-            "latency_ms": round(latency_ms, 3),
-        })
-
-    def chunks(self, chunks: Chunks) -> bytes:
-        events = []
-        for choice in first_choices(chunks):
-            delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, dict) else None
-            finish_reason = choice.get("finish_reason")
-            if isinstance(content, str) and content:
-                events.append(b'data: {"delta":' + orjson.dumps(content) + b"}\n\n")
-            if isinstance(finish_reason, str):
-                self.finish_reason = finish_reason
-        return b"".join(events)
-
-    def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes:
-        return b"data: " + orjson.dumps({
-            "model": self.model,
-            "provider": self.provider,
-            "finish_reason": self.finish_reason or "stop",
-            "input_tokens": decoder.prompt_tokens,
-            "output_tokens": decoder.completion_tokens,
-            "latency_ms": round(latency_ms, 3),
-        }) + b"\n\n"

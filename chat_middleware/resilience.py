@@ -9,7 +9,7 @@ import random
 from email.utils import parsedate_to_datetime
 from time import time
 
-from .config import Resilience
+from .settings import Resilience
 from .errors import UpstreamError, UpstreamRateLimited
 from .telemetry import ProviderStats
 

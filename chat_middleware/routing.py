@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from .config import Config
+from .settings import Config
 from .errors import BadRequest, ConfigError, ProviderNotRegistered
 from .providers import CLOUD_PROVIDER
 

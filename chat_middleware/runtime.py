@@ -14,7 +14,7 @@ import time
 import orjson
 
 from .access import Call
-from .config import Config
+from .settings import Config
 from .forward import Forwarder
 from .relay import Relay
 from .routing import Resolution, Router
@@ -31,6 +31,7 @@ class Runtime:
         self.config = config
         self.router = Router(config)
         self.upstreams = Upstreams(config)
+        self.telemetry = telemetry
         self.relay = Relay(config, self.upstreams, telemetry)
         self.forwarder = Forwarder(config.chatd_url) if config.chatd_url else None
         self.secrets = config.keys

@@ -19,7 +19,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 
-from . import __version__
+from .version import __version__
 from .middleware import ChatMiddleware
 
 log = logging.getLogger("chatd")

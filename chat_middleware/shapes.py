@@ -1,4 +1,4 @@
-"""Client request bodies: checking them, and chatd's native shape ⇄ OpenAI.
+"""Request and answer bodies as every surface and transform reads them: parsing, checks, counts.
 
 Every request becomes an OpenAI Chat Completions body before routing; the checks
 here are the ones every transform relies on. Transforms check the fields only
@@ -11,8 +11,6 @@ from __future__ import annotations
 import orjson
 
 from .errors import BadRequest
-
-_NUMBER = (int, float)
 
 
 def parse_json_object(raw: bytes) -> dict:
@@ -28,25 +26,47 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-_Field = tuple[str, type | tuple[type, ...], str]
+Field = tuple[str, type | tuple[type, ...], str]
 """A field chatd reads: its name, the types it may have, and how an error names them."""
 
-_STREAM: _Field = ("stream", bool, "true or false")
-_MAX_TOKENS: _Field = ("max_tokens", int, "an integer")
-_TEMPERATURE: _Field = ("temperature", _NUMBER, "a number")
-_COMPLETION_FIELDS: tuple[_Field, ...] = (
-    _STREAM, ("stream_options", dict, "an object"), _MAX_TOKENS,
-    ("max_completion_tokens", int, "an integer"), _TEMPERATURE, ("top_p", _NUMBER, "a number"),
-)
-_NATIVE_FIELDS: tuple[_Field, ...] = (_MAX_TOKENS, _TEMPERATURE, _STREAM)
+NUMBER = (int, float)
+STREAM: Field = ("stream", bool, "true or false")
+MAX_TOKENS: Field = ("max_tokens", int, "an integer")
+TEMPERATURE: Field = ("temperature", NUMBER, "a number")
 
 
-def _check_fields(body: dict, fields: tuple[_Field, ...]) -> None:
+def check_fields(body: dict, fields: tuple[Field, ...]) -> None:
     """Each field that is present and not null has one of its types (a bool is no number)."""
     for name, types, what in fields:
         value = body.get(name)
         if value is not None and (not isinstance(value, types) or isinstance(value, bool) and types is not bool):
             raise BadRequest(f"'{name}' must be {what}")
+
+
+def shown(value: object) -> str:
+    """A short, safe rendering of a bad value for an error message."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "…")
+    return "null" if value is None else type(value).__name__
+
+
+def number_field(body: dict, key: str) -> float | int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{key} must be a number, got {shown(value)}")
+    return value
+
+
+def integer_field(body: dict, key: str, minimum: int | None = None) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        wanted = "an integer" if minimum is None else f"an integer of at least {minimum}"
+        raise BadRequest(f"{key} must be {wanted}, got {value if type(value) is int else shown(value)}")
+    return value
 
 
 def check_messages(messages: object) -> None:
@@ -62,28 +82,6 @@ def check_messages(messages: object) -> None:
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise BadRequest(f"messages[{i}].content must be a string or an array of parts")
-
-
-def check_completion(body: dict) -> None:
-    """An OpenAI Chat Completions body, as far as chatd itself reads it."""
-    check_messages(body.get("messages"))
-    _check_fields(body, _COMPLETION_FIELDS)
-
-
-def native_to_openai(body: dict) -> dict:
-    """POST /v1/chat's native body → an OpenAI Chat Completions body."""
-    check_messages(body.get("messages"))
-    _check_fields(body, _NATIVE_FIELDS)
-    out = {"model": body.get("model"), "messages": body["messages"]}
-    for name in ("max_tokens", "temperature", "stream"):
-        if body.get(name) is not None:
-            out[name] = body[name]
-    fmt = body.get("format")
-    if fmt == "json":
-        out["response_format"] = {"type": "json_object"}
-    elif fmt is not None:
-        raise BadRequest("'format' must be \"json\" when given")
-    return out
 
 
 def completion_text(completion: dict) -> tuple[str, str | None, int, int]:

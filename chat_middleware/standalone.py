@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .asgi import send_error
-from .config import Config
+from .settings import Config
 from .errors import NotFound
 from .logs import configure as configure_logging
 from .middleware import ChatMiddleware

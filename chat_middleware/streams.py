@@ -97,13 +97,17 @@ class StreamDecoder(Protocol):
     An in-band error stops decoding and is kept in `failure`, so the chunks
     decoded before it in the same read still reach the client first; `close`
     raises UpstreamStreamError when the upstream ended without its terminal
-    marker (a silent truncation).
+    marker (a silent truncation). A decoder for same-kind passthrough hands
+    out the upstream's own events as `Chunks(sse=…, payloads=…)`.
     """
 
     done: bool
     failure: Exception | None
     prompt_tokens: int
     completion_tokens: int
+    started: bool
+    """The upstream's answer has begun (text, reasoning, a tool call, or its end): the relay holds
+    the response head until then, so a failure before it can still be retried or fall back."""
 
     def feed(self, data: bytes) -> Chunks: ...
 

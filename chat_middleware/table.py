@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Mapping, Sequence
 
-from .config import Config, ProviderConfig
+from .settings import Config, ProviderConfig
 from .routing import Router
 
 _INDENT = "  "

@@ -15,8 +15,8 @@ from typing import Awaitable
 import aiohttp
 from yarl import URL
 
-from . import __version__
-from .config import Config, ProviderConfig
+from .settings import Config, ProviderConfig
+from .version import __version__
 from .errors import UpstreamError, UpstreamTimeout
 from .transforms import TRANSFORMS
 
@@ -30,21 +30,23 @@ def request_body(body: bytes) -> bytes | io.BytesIO:
 
 
 def _headers(provider: ProviderConfig) -> dict[str, str]:
+    """Every request's headers: chatd's, the key as the provider's API takes it, the provider's own."""
     headers = {"Content-Type": "application/json", "User-Agent": f"chatd/{__version__}"}
-    if provider.api_key:
-        headers["Authorization"] = f"Bearer {provider.api_key}"
+    headers.update(TRANSFORMS[provider.transform].headers(provider.api_key))
     headers.update(provider.headers)
     return headers
 
 
 class Upstreams:
-    """One aiohttp ClientSession per registered provider."""
+    """One aiohttp ClientSession per registered provider, and the URL of each endpoint it is sent to."""
 
     def __init__(self, config: Config) -> None:
         self._providers = {p.name: p for p in config.registered}
-        self._urls = {
-            name: URL(p.base_url + TRANSFORMS[p.transform].path) for name, p in self._providers.items()
-        }
+        self._urls: dict[tuple[str, str], URL] = {}
+        for name, provider in self._providers.items():
+            transform = TRANSFORMS[provider.transform]
+            for path in {transform.path, *(p.path for p in transform.passages(provider).values())}:
+                self._urls[name, path] = URL(provider.base_url + path)
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
     def open(self) -> None:
@@ -69,9 +71,10 @@ class Upstreams:
         sessions, self._sessions = self._sessions, {}
         await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
 
-    def post(self, provider: str, body: bytes, headers: dict[str, str]) -> Awaitable[aiohttp.ClientResponse]:
-        """Send a request with per-request `headers` (the request id, forwarded client headers): await
-        it for the response head, catching TRANSPORT_ERRORS.
+    def post(self, provider: str, path: str, body: bytes, headers: dict[str, str]
+             ) -> Awaitable[aiohttp.ClientResponse]:
+        """Send a request to one of the provider's endpoints with per-request `headers` (the request
+        id, forwarded client headers): await it for the response head, catching TRANSPORT_ERRORS.
 
         Not a coroutine of its own, so every suspension of aiohttp's request
         passes through one frame fewer.
@@ -80,7 +83,7 @@ class Upstreams:
         if session is None:
             self.open()
             session = self._sessions[provider]
-        return session.post(self._urls[provider], data=request_body(body), headers=headers)
+        return session.post(self._urls[provider, path], data=request_body(body), headers=headers)
 
     async def fetch(self, provider: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         """One small call to another endpoint of the provider's API (Ollama's /api/show), read whole:
@@ -108,7 +111,7 @@ def transport_error(provider: str, exc: BaseException) -> UpstreamError:
     """One of TRANSPORT_ERRORS as chatd's error, never echoing headers (keys live there).
 
         try:
-            response = await upstreams.post("openrouter", payload, {"X-Request-Id": request_id})
+            response = await upstreams.post("openrouter", "/chat/completions", payload, {"X-Request-Id": rid})
         except TRANSPORT_ERRORS as exc:
             error = transport_error("openrouter", exc)
     """

@@ -173,22 +173,33 @@ def test_deep_nesting(client, upstream_calls, path, where, kind, model, depth):
         assert response.status_code == 400, response.text[:300]
 
 
-# orjson parses 1024 levels of nesting but writes only 254; the openai passthrough
-# re-encodes what it forwards, so these once answered 500 (TypeError: Recursion
-# limit reached in OpenAIPassthrough.build). Now 400 before any upstream call.
+# orjson parses 1024 levels of nesting but writes only 254. What chatd must encode itself — a
+# translated body, or a passthrough stream whose usage chatd asks for — once answered 500 (TypeError:
+# Recursion limit reached when the body was encoded for the upstream); now 400 before any upstream call.
 @pytest.mark.parametrize("path, model, where, kind, depth", [
-    ("/v1/chat/completions", "openrouter/moonshotai/kimi-k2", "unknown_field", "[", 300),
-    ("/v1/chat/chat/completions", "groq/llama-3.3-70b", "tools", "{", 500),
-    ("/v1/chat/completions", "opencode/big-pickle", "response_format", "{", 1000),
     ("/v1/chat/completions", "kimi/kimi-for-coding", "stream_options", "{", 255),
     ("/v1/chat", "router", "content", "[", 300),
     ("/v1/chat", "smart", "content_part", "[", 300),
+    ("/v1/chat/completions", "qwen3:8b", "content_part", "[", 300),
 ])
-def test_nesting_too_deep_to_forward_is_400(client, upstream_calls, path, model, where, kind, depth):
+def test_nesting_too_deep_to_encode_is_400(client, upstream_calls, path, model, where, kind, depth):
     body = NEST_SITES[where].replace("MODEL", model).replace("NEST", nested(depth, kind)).encode()
     before = upstream_calls()
     assert call(client, upstream_calls, "POST", path, body).status_code == 400
     assert upstream_calls() == before
+
+
+# A passthrough body is not encoded again: what orjson could read goes upstream as it came.
+@pytest.mark.parametrize("model, fake, upstream_model, where, kind, depth", [
+    ("openrouter/moonshotai/kimi-k2", "openrouter", "moonshotai/kimi-k2", "unknown_field", "[", 300),
+    ("groq/llama-3.3-70b", "groq", "llama-3.3-70b", "tools", "{", 500),
+    ("opencode/big-pickle", "opencode", "big-pickle", "response_format", "{", 1000),
+])
+def test_a_deep_passthrough_body_reaches_the_upstream_as_it_came(
+        client, upstreams, upstream_calls, model, fake, upstream_model, where, kind, depth):
+    body = NEST_SITES[where].replace("MODEL", model).replace("NEST", nested(depth, kind)).encode()
+    call(client, upstream_calls, "POST", "/v1/chat/completions", body)
+    assert upstreams[fake].requests[-1].body == body.replace(model.encode(), upstream_model.encode())
 
 
 # ----- huge strings

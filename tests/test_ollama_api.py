@@ -7,9 +7,9 @@ import pytest
 
 from chat_middleware.config import ProviderConfig
 from chat_middleware.errors import BadRequest, UpstreamError, UpstreamTimeout
-from chat_middleware.inbound.ollama_api import tag_list
-from chat_middleware.inbound.ollama_render import OllamaChatRenderer, OllamaGenerateRenderer
-from chat_middleware.inbound.ollama_request import chat_request, data_url, generate_request
+from chat_middleware.surfaces.ollama import tag_list
+from chat_middleware.surfaces.ollama_render import OllamaChatRenderer, OllamaGenerateRenderer
+from chat_middleware.surfaces.ollama_request import chat_request, data_url, generate_request
 from chat_middleware.streams import Chunk
 from chat_middleware.transforms.ollama_chat import OllamaChat
 

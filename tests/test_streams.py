@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from chat_middleware.errors import BadRequest
-from chat_middleware.render import NativeRenderer
+from chat_middleware.surfaces.native_render import NativeRenderer
 from chat_middleware.routing import Target
-from chat_middleware.shapes import check_completion, native_to_openai, parse_json_object
+from chat_middleware.shapes import parse_json_object
+from chat_middleware.surfaces.chat_request import check_completion
+from chat_middleware.surfaces.native_request import native_to_openai
 from chat_middleware.streams import Chunk, Chunks, LineSplitter, SSESplitter
 
 

@@ -1,39 +1,29 @@
-"""Transforms: how chatd speaks to one kind of upstream API.
+"""Transforms: how chatd speaks to one kind of upstream API, one module each.
 
-A transform is three pure functions, so it is tested without any HTTP:
+A transform is a few pure functions over chatd's canonical body (an OpenAI Chat
+Completions request, canonical.py), so it is tested without any HTTP:
 
-- `build(body, model, provider, stream)`: an OpenAI Chat Completions body → upstream request bytes
+- `headers(api_key)`: how the API takes a key (`Authorization: Bearer`, `x-api-key`…)
+- `build(body, model, provider, stream)`: the canonical body → upstream request bytes
 - `completion(raw)`: an upstream non-streamed body → an OpenAI `chat.completion` object
 - `decoder(include_usage)`: a StreamDecoder turning upstream stream bytes into OpenAI chunks
+- `passages(provider)`: the client APIs this upstream speaks itself, by surface name: a client
+  of one of those is passed through (same-kind passthrough) instead of translated
+
+A `Passage` is that passthrough for one client API: the client's bytes go upstream
+with only `model` rewritten, and the answer's bytes come back untouched while
+chatd still reads their usage and in-band errors.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
+from .base import Passage, Transform
 from .ollama_chat import OllamaChat
 from .ollama_generate import OllamaGenerate
-from .openai import OpenAIPassthrough
+from .openai import OpenAIChat
 
-if TYPE_CHECKING:
-    from ..config import ProviderConfig
-    from ..streams import StreamDecoder
-
-
-class Transform(Protocol):
-    name: str
-    path: str
-    """Appended to the provider's base_url, e.g. "/chat/completions"."""
-    passthrough: bool
-    """True when upstream bytes already are what an OpenAI client expects."""
-
-    def build(self, body: dict, model: str, provider: ProviderConfig, stream: bool) -> bytes: ...
-
-    def completion(self, raw: bytes) -> dict: ...
-
-    def decoder(self, include_usage: bool) -> StreamDecoder: ...
-
+__all__ = ["TRANSFORMS", "Passage", "Transform"]
 
 TRANSFORMS: dict[str, Transform] = {
-    t.name: t for t in (OpenAIPassthrough(), OllamaChat(), OllamaGenerate())
+    t.name: t for t in (OpenAIChat(), OllamaChat(), OllamaGenerate())
 }

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ..errors import BadRequest
+from ..settings import THINK_LEVELS
+from ..shapes import integer_field, number_field, shown
 from .ollama_response import (  # noqa: F401  (re-exported: the shared Ollama API lives here)
     OllamaStreamDecoder,
     openai_tool_calls,
@@ -24,40 +26,13 @@ from .ollama_response import (  # noqa: F401  (re-exported: the shared Ollama AP
 )
 
 if TYPE_CHECKING:
-    from ..config import ProviderConfig
+    from ..settings import ProviderConfig
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 EFFORT_TO_THINK: dict[str, bool | str] = {
     "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "max", "max": "max",
 }
 """Every `reasoning_effort` of the openai SDK, as Ollama's own `thinkFromReasoningEffort` maps it."""
-THINK_LEVELS = ("low", "medium", "high", "max")
-
-
-def _shown(value: object) -> str:
-    """A short, safe rendering of a bad value for an error message."""
-    if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:40] + "…")
-    return "null" if value is None else type(value).__name__
-
-
-def _number(body: dict, key: str) -> float | int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"{key} must be a number, got {_shown(value)}")
-    return value
-
-
-def _integer(body: dict, key: str, minimum: int | None = None) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        wanted = "an integer" if minimum is None else f"an integer of at least {minimum}"
-        raise BadRequest(f"{key} must be {wanted}, got {value if type(value) is int else _shown(value)}")
-    return value
 
 
 # ----- request side
@@ -71,29 +46,29 @@ def to_ollama_options(body: dict, provider: ProviderConfig) -> dict:
     """
     extra = body.get("options")
     if extra is not None and not isinstance(extra, dict):
-        raise BadRequest(f"options must be an object, got {_shown(extra)}")
+        raise BadRequest(f"options must be an object, got {shown(extra)}")
     options = dict(extra) if extra else {}
-    if (_integer(body, "n", 1) or 1) > 1:
+    if (integer_field(body, "n", 1) or 1) > 1:
         raise BadRequest("n: Ollama returns a single choice, so n must be 1")
-    limit = _integer(body, "max_completion_tokens", 1)
+    limit = integer_field(body, "max_completion_tokens", 1)
     if limit is None:
-        limit = _integer(body, "max_tokens", 1)
+        limit = integer_field(body, "max_tokens", 1)
     floor = provider.min_output_tokens
     if limit is not None:
         options["num_predict"] = max(limit, floor)
     elif floor and "num_predict" not in options:
         options["num_predict"] = floor
-    temperature = _number(body, "temperature")
+    temperature = number_field(body, "temperature")
     if temperature is None and "temperature" not in options:
         temperature = provider.default_temperature
     if temperature is not None:
         options["temperature"] = temperature
     for key in ("top_p", "frequency_penalty", "presence_penalty"):
-        value = _number(body, key)
+        value = number_field(body, key)
         if value is not None:
             options[key] = value
     for key in ("seed", "top_k"):
-        value = _integer(body, key)
+        value = integer_field(body, key)
         if value is not None:
             options[key] = value
     stop = body.get("stop")
@@ -101,7 +76,7 @@ def to_ollama_options(body: dict, provider: ProviderConfig) -> dict:
         stop = [stop]
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise BadRequest(f"stop must be a string or a list of strings, got {_shown(stop)}")
+            raise BadRequest(f"stop must be a string or a list of strings, got {shown(stop)}")
         stop = [s for s in stop if s]  # Ollama stops at once on an empty stop string
         if stop:
             options["stop"] = stop
@@ -117,9 +92,9 @@ def to_ollama_format(body: dict) -> str | dict | None:
             return native
         if native == "":
             return None
-        raise BadRequest(f'format must be "json" or a JSON Schema object, got {_shown(native)}')
+        raise BadRequest(f'format must be "json" or a JSON Schema object, got {shown(native)}')
     if not isinstance(spec, dict):
-        raise BadRequest(f"response_format must be an object, got {_shown(spec)}")
+        raise BadRequest(f"response_format must be an object, got {shown(spec)}")
     kind = spec.get("type")
     if kind == "text":
         return None
@@ -131,7 +106,7 @@ def to_ollama_format(body: dict) -> str | dict | None:
         if not isinstance(schema, dict):
             raise BadRequest("response_format.json_schema.schema must be a JSON Schema object")
         return schema
-    raise BadRequest(f"response_format.type must be text, json_object or json_schema, got {_shown(kind)}")
+    raise BadRequest(f"response_format.type must be text, json_object or json_schema, got {shown(kind)}")
 
 
 def to_ollama_think(body: dict, provider: ProviderConfig) -> bool | str | None:
@@ -140,7 +115,7 @@ def to_ollama_think(body: dict, provider: ProviderConfig) -> bool | str | None:
     if effort is not None:
         if not isinstance(effort, str) or effort not in EFFORT_TO_THINK:
             raise BadRequest(
-                f"reasoning_effort must be one of {', '.join(EFFORT_TO_THINK)}, got {_shown(effort)}"
+                f"reasoning_effort must be one of {', '.join(EFFORT_TO_THINK)}, got {shown(effort)}"
             )
         return EFFORT_TO_THINK[effort]
     think = body.get("think")
@@ -148,7 +123,7 @@ def to_ollama_think(body: dict, provider: ProviderConfig) -> bool | str | None:
         return provider.think
     if isinstance(think, bool) or (isinstance(think, str) and think in THINK_LEVELS):
         return think
-    raise BadRequest(f"think must be true, false or one of {', '.join(THINK_LEVELS)}, got {_shown(think)}")
+    raise BadRequest(f"think must be true, false or one of {', '.join(THINK_LEVELS)}, got {shown(think)}")
 
 
 def add_generation_fields(upstream: dict, body: dict, provider: ProviderConfig) -> dict:
@@ -172,7 +147,7 @@ def to_ollama_keep_alive(body: dict) -> int | float | str | None:
     """How long Ollama keeps the model loaded: seconds, or a Go duration string such as "5m"."""
     keep_alive = body.get("keep_alive")
     if keep_alive is not None and (isinstance(keep_alive, bool) or not isinstance(keep_alive, (int, float, str))):
-        raise BadRequest(f"keep_alive must be a number of seconds or a duration string, got {_shown(keep_alive)}")
+        raise BadRequest(f"keep_alive must be a number of seconds or a duration string, got {shown(keep_alive)}")
     return keep_alive
 
 
@@ -182,13 +157,13 @@ def to_ollama_tools(body: dict) -> list | None:
     if tools is None or body.get("tool_choice") == "none":
         return None
     if not isinstance(tools, list):
-        raise BadRequest(f"tools must be a list of tool objects, got {_shown(tools)}")
+        raise BadRequest(f"tools must be a list of tool objects, got {shown(tools)}")
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise BadRequest(f"tools[{i}] must be {{type: 'function', function: {{name, parameters}}}}")
         if tool.get("type", "function") != "function":
-            raise BadRequest(f"tools[{i}].type: Ollama supports only function tools, got {_shown(tool['type'])}")
+            raise BadRequest(f"tools[{i}].type: Ollama supports only function tools, got {shown(tool['type'])}")
     return tools or None
 
 
@@ -200,18 +175,18 @@ def to_ollama_messages(messages: object) -> list[dict]:
     when there is an error.
     """
     if not isinstance(messages, list):
-        raise BadRequest(f"messages must be a list of message objects, got {_shown(messages)}")
+        raise BadRequest(f"messages must be a list of message objects, got {shown(messages)}")
     if not messages:
         raise BadRequest("messages must contain at least one message")
     out = []
     call_names: dict[str, str] = {}
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            raise BadRequest(f"messages[{i}] must be an object, got {_shown(msg)}")
+            raise BadRequest(f"messages[{i}] must be an object, got {shown(msg)}")
         role = msg.get("role")
         ollama_role = ROLES.get(role) if isinstance(role, str) else None
         if ollama_role is None:
-            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {_shown(role)}")
+            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {shown(role)}")
         content = msg.get("content")
         if isinstance(content, str):
             message: dict = {"role": ollama_role, "content": content}
@@ -231,7 +206,7 @@ def to_ollama_messages(messages: object) -> list[dict]:
         elif role == "tool":
             call_id = msg.get("tool_call_id")
             if call_id is not None and not isinstance(call_id, str):
-                raise BadRequest(f"messages[{i}].tool_call_id must be a string, got {_shown(call_id)}")
+                raise BadRequest(f"messages[{i}].tool_call_id must be a string, got {shown(call_id)}")
             name = call_names.get(call_id) if call_id else None
             name = name or (msg["name"] if isinstance(msg.get("name"), str) else None)
             if name:
@@ -248,7 +223,7 @@ def _content(content: object, i: int) -> tuple[str, list[str]]:
         return "", []
     if not isinstance(content, list):
         raise BadRequest(f"messages[{i}].content must be a string or a list of content parts, "
-                         f"got {_shown(content)}")
+                         f"got {shown(content)}")
     texts: list[str] = []
     images: list[str] = []
     for j, part in enumerate(content):
@@ -256,21 +231,21 @@ def _content(content: object, i: int) -> tuple[str, list[str]]:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             if not isinstance(part.get("text"), str):
-                raise BadRequest(f"{at}.text must be a string, got {_shown(part.get('text'))}")
+                raise BadRequest(f"{at}.text must be a string, got {shown(part.get('text'))}")
             texts.append(part["text"])
         elif kind == "image_url":
             images.append(_image(part.get("image_url"), at))
         elif not isinstance(part, dict):
-            raise BadRequest(f"{at} must be a content part object, got {_shown(part)}")
+            raise BadRequest(f"{at} must be a content part object, got {shown(part)}")
         else:
-            raise BadRequest(f"{at}.type must be text or image_url for Ollama, got {_shown(kind)}")
+            raise BadRequest(f"{at}.type must be text or image_url for Ollama, got {shown(kind)}")
     return "\n".join(texts), images
 
 
 def _image(image: object, at: str) -> str:
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
-        raise BadRequest(f"{at}.image_url.url must be a string, got {_shown(url)}")
+        raise BadRequest(f"{at}.image_url.url must be a string, got {shown(url)}")
     if not url.startswith("data:"):
         raise BadRequest(f"{at}: Ollama accepts images only as base64 data URLs (data:image/png;base64,…)")
     header, comma, data = url[5:].partition(",")
@@ -281,7 +256,7 @@ def _image(image: object, at: str) -> str:
 
 def _tool_calls(calls: object, where: str, call_names: dict[str, str]) -> list[dict]:
     if not isinstance(calls, list):
-        raise BadRequest(f"{where}.tool_calls must be a list, got {_shown(calls)}")
+        raise BadRequest(f"{where}.tool_calls must be a list, got {shown(calls)}")
     out = []
     for j, call in enumerate(calls):
         at = f"{where}.tool_calls[{j}]"
@@ -292,7 +267,7 @@ def _tool_calls(calls: object, where: str, call_names: dict[str, str]) -> list[d
         call_id = call.get("id")
         if call_id is not None:
             if not isinstance(call_id, str):
-                raise BadRequest(f"{at}.id must be a string, got {_shown(call_id)}")
+                raise BadRequest(f"{at}.id must be a string, got {shown(call_id)}")
             item["id"] = call_id
             call_names[call_id] = function["name"]
         arguments = _arguments(function.get("arguments"), at)
@@ -308,11 +283,11 @@ def _arguments(arguments: object, at: str) -> dict:
     if isinstance(arguments, dict):
         return arguments
     if not isinstance(arguments, str):
-        raise BadRequest(f"{at}.function.arguments must be a JSON string, got {_shown(arguments)}")
+        raise BadRequest(f"{at}.function.arguments must be a JSON string, got {shown(arguments)}")
     try:
         parsed = orjson.loads(arguments)
     except orjson.JSONDecodeError:
-        raise BadRequest(f"{at}.function.arguments is not valid JSON: {_shown(arguments)}") from None
+        raise BadRequest(f"{at}.function.arguments is not valid JSON: {shown(arguments)}") from None
     if not isinstance(parsed, dict):
-        raise BadRequest(f"{at}.function.arguments must encode a JSON object, got {_shown(parsed)}")
+        raise BadRequest(f"{at}.function.arguments must encode a JSON object, got {shown(parsed)}")
     return parsed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from .ollama import (
     add_generation_fields,
@@ -14,15 +14,17 @@ from .ollama import (
 )
 
 from ..shapes import encode_request
+from .openai import bearer
 
 if TYPE_CHECKING:
-    from ..config import ProviderConfig
+    from ..settings import ProviderConfig
+    from .base import Passage
 
 
 class OllamaChat:
     name = "ollama_chat"
     path = "/api/chat"
-    passthrough = False
+    headers = staticmethod(bearer)  # Ollama Cloud's keys; a local Ollama needs none
 
     def build(self, body: dict, model: str, provider: ProviderConfig, stream: bool) -> bytes:
         # `stream` is always explicit: Ollama streams when it is omitted.
@@ -36,6 +38,9 @@ class OllamaChat:
 
     def completion(self, raw: bytes) -> dict:
         return to_completion(raw, read_chat)
+
+    def passages(self, provider: ProviderConfig) -> Mapping[str, Passage]:
+        return {}  # Ollama clients' requests are translated: their fields ride along (surfaces/ollama_request.py)
 
     def decoder(self, include_usage: bool) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(include_usage, read_chat)

@@ -8,7 +8,7 @@ generate cannot call them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import orjson
 
@@ -21,9 +21,11 @@ from .ollama import (
 )
 
 from ..shapes import encode_request
+from .openai import bearer
 
 if TYPE_CHECKING:
-    from ..config import ProviderConfig
+    from ..settings import ProviderConfig
+    from .base import Passage
 
 LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
 
@@ -64,7 +66,7 @@ def flatten_messages(messages: object) -> tuple[str, str, list[str]]:
 class OllamaGenerate:
     name = "ollama_generate"
     path = "/api/generate"
-    passthrough = False
+    headers = staticmethod(bearer)  # Ollama Cloud's keys; a local Ollama needs none
 
     def build(self, body: dict, model: str, provider: ProviderConfig, stream: bool) -> bytes:
         system, prompt, images = flatten_messages(body.get("messages"))
@@ -78,6 +80,9 @@ class OllamaGenerate:
 
     def completion(self, raw: bytes) -> dict:
         return to_completion(raw, read_generate)
+
+    def passages(self, provider: ProviderConfig) -> Mapping[str, Passage]:
+        return {}  # Ollama clients' requests are translated: their fields ride along (surfaces/ollama_request.py)
 
     def decoder(self, include_usage: bool) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(include_usage, read_generate)

@@ -110,7 +110,7 @@ class OllamaStreamDecoder:
     __slots__ = (
         "_lines", "_read", "_include_usage", "_id", "_created", "_model", "_started", "_tools",
         "_text_model", "_text_head", "_text_tail",
-        "done", "failure", "prompt_tokens", "completion_tokens", "finish_reason",
+        "done", "failure", "prompt_tokens", "completion_tokens", "finish_reason", "started",
     )
 
     def __init__(self, include_usage: bool, read: Reader) -> None:
@@ -129,6 +129,8 @@ class OllamaStreamDecoder:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finish_reason: str | None = None
+        self.started = False
+        """Every chunk this decoder makes carries text, reasoning, a tool call or the finish."""
 
     def feed(self, data: bytes) -> Chunks:
         chunks: list[Chunk] = []
@@ -139,6 +141,8 @@ class OllamaStreamDecoder:
                 self._line(line, chunks)
             except UpstreamStreamError as exc:
                 self.failure = exc  # the chunks before it are still delivered
+        if chunks:
+            self.started = True
         return Chunks(chunks)
 
     def close(self) -> Chunks:
@@ -154,6 +158,7 @@ class OllamaStreamDecoder:
                 self._line(line, chunks)
         if not self.done:
             raise UpstreamStreamError("upstream stream ended before its final (done) line")
+        self.started = self.started or bool(chunks)
         return Chunks(chunks)
 
     def _line(self, line: bytes, chunks: list[Chunk]) -> None:

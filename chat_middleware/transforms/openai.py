@@ -1,22 +1,28 @@
-"""`openai`: passthrough to any OpenAI-compatible /chat/completions endpoint.
+"""`openai`: any OpenAI-compatible /chat/completions endpoint, and /responses where it has one.
 
-Only `model` is rewritten; unknown fields (`provider`, `top_k`, `reasoning`…) are
-kept. Stream chunks are forwarded as the upstream sent them and parsed only when
-they may carry usage or an error.
+A Chat Completions client is passed through (passthrough.py): its bytes go
+upstream with only `model` rewritten, unknown fields (`provider`, `top_k`,
+`reasoning`…) kept; its stream is forwarded as the upstream sent it, parsed
+only where it may carry usage or an error. Every other surface's canonical
+body — already the Chat Completions shape — is sent with its model set. A
+provider with `responses = true` takes Responses clients' bytes the same way.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import orjson
 
+from ..canonical import CHAT, ChatRequest
 from ..errors import UpstreamError, UpstreamStreamError, from_upstream_status, upstream_error_message
+from ..passthrough import with_field, with_model
 from ..shapes import count, encode_request
 from ..streams import Chunk, Chunks, SSESplitter
 
 if TYPE_CHECKING:
-    from ..config import ProviderConfig
+    from ..settings import ProviderConfig
+    from .base import Passage
 
 
 _USAGE = b'"prompt_tokens"'
@@ -25,6 +31,9 @@ counts prompt tokens, while the chunks before the last say `"usage":null` or not
 quote inside a JSON string is escaped, so only a key can match."""
 _ERROR = b'"error"'
 """How an in-band error is found; it also matches `"finish_reason":"error"`."""
+_ASK_USAGE = {"include_usage": True}
+"""chatd always reads a stream's usage for telemetry; the decoder hides it again from a client
+that did not ask for it."""
 
 
 def _needs_reading(payload: bytes) -> bool:
@@ -36,38 +45,99 @@ def _any_needs_reading(payloads: list[bytes], events: bytes, end: int) -> bool:
     return events.find(_ERROR, 0, end) >= 0 or events.find(_USAGE, 0, end) >= 0 or b"[DONE]" in payloads
 
 
-class OpenAIPassthrough:
+def bearer(api_key: str | None) -> dict[str, str]:
+    """How OpenAI-compatible APIs (and Ollama Cloud) take a key."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class OpenAIChat:
     name = "openai"
     path = "/chat/completions"
-    passthrough = True
+    headers = staticmethod(bearer)
 
     def build(self, body: dict, model: str, provider: ProviderConfig, stream: bool) -> bytes:
-        upstream = {**body, "model": model}
-        if stream:
-            # chatd always reads usage for telemetry; the decoder hides it again
-            # from a client that did not ask for it.
-            options = body.get("stream_options")
-            options = options if isinstance(options, dict) else {}
-            if not options.get("include_usage"):
-                upstream["stream_options"] = {**options, "include_usage": True}
-        return encode_request(upstream)
+        return _encoded(body, model, stream)
+
+    def passages(self, provider: ProviderConfig) -> Mapping[str, Passage]:
+        return _CHAT_ONLY
 
     def completion(self, raw: bytes) -> dict:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("upstream answered with a body that is not JSON") from None
-        if not isinstance(body, dict):
-            raise UpstreamError("upstream answered with JSON that is not an object")
-        if body.get("error"):  # OpenRouter reports some failures with HTTP 200; `"error": null` is none
-            raise in_band_error(body)
-        choices = body.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise UpstreamError("upstream answered with zero choices")
-        return body
+        return checked_completion(raw)
 
     def decoder(self, include_usage: bool) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(include_usage)
+
+
+def _encoded(body: dict, model: str, stream: bool) -> bytes:
+    """A Chat Completions body for the upstream: its model set and, on a stream, usage asked for."""
+    upstream = {**body, "model": model}
+    if stream:
+        options = body.get("stream_options")
+        options = options if isinstance(options, dict) else {}
+        if not options.get("include_usage"):
+            upstream["stream_options"] = {**options, **_ASK_USAGE}
+    return encode_request(upstream)
+
+
+def checked_completion(raw: bytes) -> dict:
+    """A non-streamed answer as an object, or the error it is: not JSON, an in-band error, no choices."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("upstream answered with a body that is not JSON") from None
+    if not isinstance(body, dict):
+        raise UpstreamError("upstream answered with JSON that is not an object")
+    if body.get("error"):  # OpenRouter reports some failures with HTTP 200; `"error": null` is none
+        raise in_band_error(body)
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise UpstreamError("upstream answered with zero choices")
+    return body
+
+
+class ChatPassage:
+    """A Chat Completions client's own bytes to an OpenAI-compatible upstream."""
+
+    api = CHAT
+    path = "/chat/completions"
+    forward: tuple[str, ...] = ()
+
+    def build(self, request: ChatRequest, model: str) -> bytes:
+        raw, body = with_model(request.raw, request.body, model), request.body
+        if request.stream:
+            options = body.get("stream_options")
+            if options is None:
+                return with_field(raw, "stream_options", _ASK_USAGE)
+            if not isinstance(options, dict) or not options.get("include_usage"):  # rare: encode anew
+                return _encoded(body, model, True)
+        return raw
+
+    def usage(self, raw: bytes) -> tuple[int, int]:
+        usage = checked_completion(raw).get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+
+    def decoder(self, include_usage: bool) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(include_usage)
+
+
+CHAT_PASSAGE = ChatPassage()
+_CHAT_ONLY = {CHAT: CHAT_PASSAGE}
+
+
+def has_content(chunks: Chunks) -> bool:
+    """Whether a client seeing these chunks has seen the answer begin (text, reasoning, a tool
+    call, or its end); the role chunk and keep-alives alone are not a beginning."""
+    for chunk in chunks:
+        try:
+            choice = chunk.data["choices"][0]
+            delta = choice.get("delta") or {}
+            if (choice.get("finish_reason") or delta.get("content") or delta.get("tool_calls")
+                    or delta.get("reasoning") or delta.get("reasoning_content")):
+                return True
+        except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError):
+            continue
+    return False
 
 
 def in_band_error(body: dict) -> UpstreamError:
@@ -83,7 +153,7 @@ def in_band_error(body: dict) -> UpstreamError:
 class OpenAIStreamDecoder:
     """SSE from an OpenAI-compatible upstream → the same chunks, minus what chatd added."""
 
-    __slots__ = ("_sse", "_include_usage", "done", "failure", "prompt_tokens", "completion_tokens")
+    __slots__ = ("_sse", "_include_usage", "done", "failure", "prompt_tokens", "completion_tokens", "started")
 
     def __init__(self, include_usage: bool) -> None:
         self._sse = SSESplitter()
@@ -92,8 +162,15 @@ class OpenAIStreamDecoder:
         self.failure: UpstreamError | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.started = False
 
     def feed(self, data: bytes) -> Chunks:
+        chunks = self._feed(data)
+        if not self.started:
+            self.started = has_content(chunks)
+        return chunks
+
+    def _feed(self, data: bytes) -> Chunks:
         canonical = self._sse.canonical(data)
         if canonical is None:
             return self._chunks(self._sse.feed(data))

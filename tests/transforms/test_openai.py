@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from chat_middleware.config import ProviderConfig
 from chat_middleware.errors import UpstreamError, UpstreamRateLimited, UpstreamStreamError
-from chat_middleware.render import OpenAIRenderer
-from chat_middleware.transforms.openai import OpenAIPassthrough
+from chat_middleware.surfaces.chat_render import OpenAIRenderer
+from chat_middleware.transforms.openai import OpenAIChat
 
-OPENAI = OpenAIPassthrough()
+OPENAI = OpenAIChat()
 PROVIDER = ProviderConfig(name="openrouter", transform="openai", base_url="http://h/v1")
 
 

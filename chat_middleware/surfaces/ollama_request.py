@@ -15,7 +15,9 @@ from __future__ import annotations
 import orjson
 
 from ..errors import BadRequest
-from ..transforms.ollama import THINK_LEVELS, _integer, _number, _shown, to_ollama_keep_alive, to_ollama_tools
+from ..settings import THINK_LEVELS
+from ..shapes import integer_field, number_field, shown
+from ..transforms.ollama import to_ollama_keep_alive, to_ollama_tools
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_TO_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "max"}
@@ -31,7 +33,7 @@ def chat_request(body: dict, *, native: bool) -> dict | None:
     request = _common(body, native)
     messages = body.get("messages")
     if messages is not None and not isinstance(messages, list):
-        raise BadRequest(f"messages must be a list of message objects, got {_shown(messages)}")
+        raise BadRequest(f"messages must be a list of message objects, got {shown(messages)}")
     tools = to_ollama_tools({"tools": body.get("tools")})
     if not messages:
         return None
@@ -55,7 +57,7 @@ def generate_request(body: dict, *, native: bool) -> dict | None:
             raise BadRequest(f"{name} is not supported: chatd answers /api/generate with chat models")
     raw = body.get("raw")
     if raw is not None and not isinstance(raw, bool):
-        raise BadRequest(f"raw must be true or false, got {_shown(raw)}")
+        raise BadRequest(f"raw must be true or false, got {shown(raw)}")
     if raw:
         raise BadRequest("raw prompts are not supported: chatd answers /api/generate with chat models")
     if body.get("context"):
@@ -77,7 +79,7 @@ def response_format(fmt: object) -> dict | None:
         return {"type": "json_object"}
     if isinstance(fmt, dict):
         return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
-    raise BadRequest(f'format must be "json" or a JSON Schema object, got {_shown(fmt)}')
+    raise BadRequest(f'format must be "json" or a JSON Schema object, got {shown(fmt)}')
 
 
 def openai_messages(messages: list) -> list[dict]:
@@ -95,11 +97,11 @@ def openai_messages(messages: list) -> list[dict]:
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            raise BadRequest(f"{where} must be an object, got {_shown(msg)}")
+            raise BadRequest(f"{where} must be an object, got {shown(msg)}")
         role = msg.get("role")
         role = role.lower() if isinstance(role, str) else role
         if role not in ROLES:
-            raise BadRequest(f"{where}.role must be one of {', '.join(ROLES)}, got {_shown(msg.get('role'))}")
+            raise BadRequest(f"{where}.role must be one of {', '.join(ROLES)}, got {shown(msg.get('role'))}")
         content = _text(msg, "content", where)
         images = _images(msg.get("images"), f"{where}.images")
         message: dict = {"role": role, "content": _parts(content, images) if images else content}
@@ -135,7 +137,7 @@ def _common(body: dict, native: bool) -> dict:
     if stream is None:
         stream = True
     elif not isinstance(stream, bool):
-        raise BadRequest(f"stream must be true or false, got {_shown(stream)}")
+        raise BadRequest(f"stream must be true or false, got {shown(stream)}")
     request: dict = {"model": body["model"], "stream": stream}
     fmt = response_format(body.get("format"))
     if fmt is not None:
@@ -155,21 +157,21 @@ def _options(options: object, request: dict, native: bool) -> None:
     if options is None:
         return
     if not isinstance(options, dict):
-        raise BadRequest(f"options must be an object, got {_shown(options)}")
+        raise BadRequest(f"options must be an object, got {shown(options)}")
     try:
         for key in SAMPLING:
-            value = _number(options, key)
+            value = number_field(options, key)
             if value is not None:
                 request[key] = value
-        seed = _integer(options, "seed")
+        seed = integer_field(options, "seed")
         if seed is not None and seed >= 0:  # Ollama's -1 means a random seed
             request["seed"] = seed
-        limit = _integer(options, "num_predict")
+        limit = integer_field(options, "num_predict")
         if limit is not None and limit > 0:  # -1 and -2 mean no limit
             request["max_tokens"] = limit
         stop = options.get("stop")
         if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-            raise BadRequest(f"stop must be a list of strings, got {_shown(stop)}")  # as in Ollama: no string
+            raise BadRequest(f"stop must be a list of strings, got {shown(stop)}")  # as in Ollama: no string
         if stop:
             request["stop"] = stop
     except BadRequest as exc:
@@ -183,7 +185,7 @@ def _think(think: object, request: dict, native: bool) -> None:
     if think is None:
         return
     if not isinstance(think, bool) and think not in THINK_LEVELS:
-        raise BadRequest(f"think must be true, false or one of {', '.join(THINK_LEVELS)}, got {_shown(think)}")
+        raise BadRequest(f"think must be true, false or one of {', '.join(THINK_LEVELS)}, got {shown(think)}")
     if native:
         request["think"] = think
     elif isinstance(think, str):
@@ -195,7 +197,7 @@ def _text(body: dict, key: str, where: str = "") -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise BadRequest(f"{where + '.' if where else ''}{key} must be a string, got {_shown(value)}")
+        raise BadRequest(f"{where + '.' if where else ''}{key} must be a string, got {shown(value)}")
     return value
 
 
@@ -217,7 +219,7 @@ def _tool_calls(calls: object, turn: int, open_calls: list[tuple[str, str]]) -> 
     """Ollama tool calls (arguments an object) → OpenAI's (arguments a JSON string, an id)."""
     where = f"messages[{turn}].tool_calls"
     if not isinstance(calls, list):
-        raise BadRequest(f"{where} must be a list, got {_shown(calls)}")
+        raise BadRequest(f"{where} must be a list, got {shown(calls)}")
     out = []
     for j, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
@@ -228,10 +230,10 @@ def _tool_calls(calls: object, turn: int, open_calls: list[tuple[str, str]]) -> 
         if arguments is None:
             arguments = {}
         if not isinstance(arguments, dict):
-            raise BadRequest(f"{where}[{j}].function.arguments must be a JSON object, got {_shown(arguments)}")
+            raise BadRequest(f"{where}[{j}].function.arguments must be a JSON object, got {shown(arguments)}")
         call_id = call.get("id") or f"call_{turn}_{j}"  # stable: the same history gives the same ids
         if not isinstance(call_id, str):
-            raise BadRequest(f"{where}[{j}].id must be a string, got {_shown(call_id)}")
+            raise BadRequest(f"{where}[{j}].id must be a string, got {shown(call_id)}")
         open_calls.append((call_id, name))
         out.append({"id": call_id, "type": "function",
                     "function": {"name": name, "arguments": orjson.dumps(arguments).decode()}})

@@ -21,7 +21,8 @@ import orjson
 
 from ..access import Call
 from ..asgi import JSON, read_body, send_body, send_json
-from ..config import Config, ProviderConfig
+from ..canonical import ChatRequest
+from ..settings import Config, ProviderConfig
 from ..errors import UpstreamError
 from ..routing import Target
 from ..runtime import Runtime
@@ -30,8 +31,7 @@ from ..types import Receive, Scope, Send
 from .ollama_render import OllamaChatRenderer, OllamaGenerateRenderer, error_body
 from .ollama_request import chat_request, generate_request
 
-__all__ = ["chat", "error_body", "generate", "ps", "running", "show", "tags", "version"]
-
+OLLAMA = "ollama"
 OLLAMA_TRANSFORMS = frozenset({"ollama_chat", "ollama_generate"})
 _UNLOAD = (0, "0", "0s")
 _DETAILS = {"parent_model": "", "format": "", "family": "", "families": [], "parameter_size": "",
@@ -99,14 +99,16 @@ async def _answer(
     runtime: Runtime, call: Call, receive: Receive, send: Send, translate: Callable[..., dict | None],
     renderer_class: type[OllamaChatRenderer],
 ) -> None:
-    body = parse_json_object(await read_body(receive, runtime.config.max_body_bytes))
+    raw = await read_body(receive, runtime.config.max_body_bytes)
+    body = parse_json_object(raw)
     resolution = runtime.route(body.get("model"), call, body)
-    request = translate(body, native=speaks_ollama(runtime.config, resolution.chain))
+    canonical = translate(body, native=speaks_ollama(runtime.config, resolution.chain))
     renderer = renderer_class(body["model"], thinking=body.get("think") is not False)
-    if request is None:  # nothing to answer: Ollama would only load (or unload) the model
+    if canonical is None:  # nothing to answer: Ollama would only load (or unload) the model
         await send_body(send, 200, renderer.loaded(body.get("keep_alive") in _UNLOAD), [JSON])
         return
-    await runtime.relay.run(request, resolution.chain, renderer, False, receive, send, call)
+    request = ChatRequest(OLLAMA, raw, body, stream=canonical["stream"], canonical=canonical)
+    await runtime.relay.run(request, resolution.chain, renderer, receive, send, call)
 
 
 def speaks_ollama(config: Config, chain: tuple[Target, ...]) -> bool:
@@ -129,3 +131,17 @@ def tag_list(models: bytes) -> bytes:
             "details": _DETAILS,
         })
     return orjson.dumps({"models": listed})
+
+
+ROUTES = {
+    ("GET", ""): running,
+    ("HEAD", ""): running,
+    ("POST", "/api/chat"): chat,
+    ("POST", "/api/generate"): generate,
+    ("POST", "/api/show"): show,
+    ("GET", "/api/tags"): tags,
+    ("HEAD", "/api/tags"): tags,
+    ("GET", "/api/ps"): ps,
+    ("GET", "/api/version"): version,
+    ("HEAD", "/api/version"): version,
+}

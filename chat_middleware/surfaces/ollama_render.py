@@ -107,7 +107,7 @@ class OllamaChatRenderer:
         """Ollama's answer to a request with nothing to answer: the model is (un)loaded."""
         return orjson.dumps(self.piece("") | {"done": True, "done_reason": "unload" if unloaded else "load"})
 
-    def serving(self, target: Target) -> None:
+    def serving(self, target: Target, passthrough: bool = False) -> None:
         self.finish_reason = None  # a retry or fallback starts afresh
         self._calls = {}
 

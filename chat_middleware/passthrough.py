@@ -1,0 +1,42 @@
+"""Same-kind passthrough: the client's own request bytes, with only `model` rewritten.
+
+When a client speaks the upstream's own API, nothing a translation could lose —
+cache_control, thinking signatures, fields chatd has never heard of — may be
+lost, and nothing is re-encoded: the bytes go upstream as they came, but for the
+model name the route chose.
+
+    with_model(b'{"model":"openrouter/x","messages":[]}', body, "x")  # → b'{"model":"x","messages":[]}'
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from .shapes import encode_request
+
+_MODEL = re.compile(rb'"model"\s*:\s*("(?:[^"\\]|\\.)*")')
+"""A key named model with a string value. Inside a JSON string every quote is escaped, so only a
+key can match; whether it is the top-level one is told by its value (see `with_model`)."""
+
+
+def with_model(raw: bytes, body: dict, model: str) -> bytes:
+    """`raw` (which parsed to `body`) with its top-level `model` set to `model`.
+
+    The top-level value is found as the one `model` key whose value is spelled as `body["model"]`
+    is. When that is not exactly one key — a client that escapes plain characters, the same name
+    again in a nested object — the body is encoded anew instead: still only `model` changes.
+    """
+    spelled = orjson.dumps(body["model"])
+    found = [match for match in _MODEL.finditer(raw) if match.group(1) == spelled]
+    if len(found) != 1:
+        return encode_request({**body, "model": model})
+    start, end = found[0].span(1)
+    return b"".join((raw[:start], orjson.dumps(model), raw[end:]))
+
+
+def with_field(raw: bytes, key: str, value: object) -> bytes:
+    """`raw`, a JSON object with at least one key but not `key`, with `key` added before the others."""
+    opening = raw.find(b"{") + 1
+    return b"".join((raw[:opening], orjson.dumps(key), b":", orjson.dumps(value), b",", raw[opening:]))

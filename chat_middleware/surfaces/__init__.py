@@ -1,0 +1,39 @@
+"""Surfaces: the client APIs chatd speaks, each a small module trio under /v1/chat.
+
+- `<api>_request`: parse the client's request into the canonical body (pure functions)
+- `<api>_render`: render canonical answers, chunks and errors into the client's bytes
+- `<api>`: its endpoints, which read, route and hand the request to the relay
+
+    native      POST /v1/chat                                   chatd's own shape
+    chat        POST /chat/completions, /completions; GET /models   OpenAI Chat Completions
+    ollama      /api/chat, /api/generate, /api/tags, /api/show…  Ollama's API
+
+An error answered before the relay starts takes the shape of the surface its
+path belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from ..access import Call
+from ..errors import RequestError
+from ..runtime import Runtime
+from ..types import Receive, Scope, Send
+from . import chat, native, ollama
+from .ollama_render import error_body as ollama_error_body
+
+Handler = Callable[[Runtime, Call, Scope, Receive, Send], Awaitable[None]]
+
+ROUTES: dict[tuple[str, str], Handler] = {**native.ROUTES, **chat.ROUTES, **ollama.ROUTES}
+"""(method, path under /v1/chat) → the endpoint serving it."""
+
+_ERROR_SHAPES: tuple[tuple[str, Callable[[RequestError], bytes]], ...] = (("/api/", ollama_error_body),)
+
+
+def error_body(path: str, error: RequestError) -> bytes | None:
+    """The error body a client of `path` (under /v1/chat) reads; None: OpenAI's shape."""
+    for prefix, render in _ERROR_SHAPES:
+        if path.startswith(prefix):
+            return render(error)
+    return None
