@@ -39,7 +39,7 @@ def test_a_model_spelled_with_escapes_is_encoded_anew():
 
 
 @given(st.dictionaries(st.sampled_from(["a", "model", "messages", "metadata"]),
-                       st.recursive(st.none() | st.text(max_size=8) | st.integers(),
+                       st.recursive(st.none() | st.text(max_size=8) | st.integers(-(2**63), 2**63 - 1),
                                     lambda inner: st.lists(inner, max_size=3)
                                     | st.dictionaries(st.sampled_from(["model", "b"]), inner, max_size=3),
                                     max_leaves=8)),
