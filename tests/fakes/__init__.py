@@ -1,4 +1,4 @@
-"""Faithful fake upstreams (Ollama, OpenAI-compatible) served on loopback for chatd's tests.
+"""Faithful fake upstreams (Ollama, OpenAI-compatible, Anthropic) served on loopback for chatd's tests.
 
 Names load lazily so `python -m tests.fakes.ollama` does not import the
 module twice (runpy warns when the package already imported it).
@@ -10,14 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .anthropic import FakeAnthropic
     from .ollama import FakeOllama
     from .openai_compat import FakeOpenAI
     from .script import FakeUpstream, Recorded, Reply
     from .server import BackgroundServer
 
-__all__ = ["BackgroundServer", "FakeOllama", "FakeOpenAI", "FakeUpstream", "Recorded", "Reply"]
-_HOMES = {"BackgroundServer": ".server", "FakeOllama": ".ollama", "FakeOpenAI": ".openai_compat",
-          "FakeUpstream": ".script", "Recorded": ".script", "Reply": ".script"}
+__all__ = ["BackgroundServer", "FakeAnthropic", "FakeOllama", "FakeOpenAI", "FakeUpstream", "Recorded", "Reply"]
+_HOMES = {"BackgroundServer": ".server", "FakeAnthropic": ".anthropic", "FakeOllama": ".ollama",
+          "FakeOpenAI": ".openai_compat", "FakeUpstream": ".script", "Recorded": ".script", "Reply": ".script"}
 
 
 def __getattr__(name: str) -> Any:

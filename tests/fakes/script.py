@@ -1,4 +1,4 @@
-"""What a fake upstream says and remembers, shared by FakeOllama and FakeOpenAI.
+"""What a fake upstream says and remembers, shared by FakeOllama, FakeOpenAI and FakeAnthropic.
 
 A test scripts one model with a `Reply`; each fake turns it into its own
 protocol's bytes. `FakeUpstream` holds what both fakes share, so delays,
@@ -33,11 +33,14 @@ class Reply:
     the failure happens where the final chunk would have been.
     `done_reason`, when set, overrides `finish_reason` (they are one setting:
     Ollama calls it done_reason, OpenAI finish_reason); "" omits it.
+    `error_type` names the error class where the protocol has one (Anthropic's
+    `error.type`, e.g. "api_error" for an in-band failure); "" keeps the fake's default.
     """
 
     text: str = "Hello! How can I help you today?"
     status: int = 0
     error: str = ""
+    error_type: str = ""
     retry_after: float | str | None = None
     delay_headers: float = 0.0
     delay_chunks: float = 0.0
@@ -250,10 +253,16 @@ class FakeUpstream:
 
     # behaviour ------------------------------------------------------------
 
-    async def before_headers(self, request: web.Request, reply: Reply) -> None:
-        """Apply `delay_headers` and `hang` (a hung handler ends when its client leaves)."""
-        if reply.delay_headers:
-            await asyncio.sleep(reply.delay_headers)
+    async def before_headers(self, request: web.Request, reply: Reply, pieces: int = 0) -> None:
+        """Apply `delay_headers` and `hang` (a hung handler ends when its client leaves).
+
+        `pieces` is how many output chunks a non-streamed answer waits for: a
+        real server sends nothing, not even its status line, until the whole
+        answer is generated, so it sleeps `delay_chunks` per piece too.
+        """
+        delay = reply.delay_headers + reply.delay_chunks * pieces
+        if delay:
+            await asyncio.sleep(delay)
         if reply.hang:
             await asyncio.get_running_loop().create_future()
 

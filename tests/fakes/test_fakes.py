@@ -338,6 +338,7 @@ def test_openai_stream_closed_when_client_leaves_and_hang() -> None:
 @pytest.mark.parametrize("argv, path", [
     (["tests.fakes.ollama", "--port", "0", "--models", "qwen3:8b,llama3.2"], "/api/tags"),
     (["tests.fakes.openai_compat", "--port", "0", "--api-key", "K"], "/v1/models"),
+    (["tests.fakes.anthropic", "--port", "0", "--api-key", "K"], "/v1/models"),
 ])
 def test_cli_prints_url_and_exits_on_sigterm(argv: list[str], path: str) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "error"}
@@ -345,7 +346,8 @@ def test_cli_prints_url_and_exits_on_sigterm(argv: list[str], path: str) -> None
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        assert httpx.get(url + path, headers={"Authorization": "Bearer K"}).status_code == 200
+        headers = {"Authorization": "Bearer K", "anthropic-version": "2023-06-01"}  # the others ignore the version
+        assert httpx.get(url + path, headers=headers).status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0 and proc.stdout.read() == ""
     finally:
