@@ -1,4 +1,4 @@
-"""Faithful fake upstreams (Ollama, OpenAI-compatible) served on loopback for chatd's tests.
+"""Faithful fake upstreams (Ollama, OpenAI-compatible, OpenAI Responses) on loopback for chatd's tests.
 
 Names load lazily so `python -m tests.fakes.ollama` does not import the
 module twice (runpy warns when the package already imported it).
@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .ollama import FakeOllama
     from .openai_compat import FakeOpenAI
+    from .responses import FakeResponses
     from .script import FakeUpstream, Recorded, Reply
     from .server import BackgroundServer
 
-__all__ = ["BackgroundServer", "FakeOllama", "FakeOpenAI", "FakeUpstream", "Recorded", "Reply"]
+__all__ = ["BackgroundServer", "FakeOllama", "FakeOpenAI", "FakeResponses", "FakeUpstream", "Recorded", "Reply"]
 _HOMES = {"BackgroundServer": ".server", "FakeOllama": ".ollama", "FakeOpenAI": ".openai_compat",
-          "FakeUpstream": ".script", "Recorded": ".script", "Reply": ".script"}
+          "FakeResponses": ".responses", "FakeUpstream": ".script", "Recorded": ".script", "Reply": ".script"}
 
 
 def __getattr__(name: str) -> Any:

@@ -33,6 +33,8 @@ class Reply:
     the failure happens where the final chunk would have been.
     `done_reason`, when set, overrides `finish_reason` (they are one setting:
     Ollama calls it done_reason, OpenAI finish_reason); "" omits it.
+    `fail_event` picks the in-band failure where a protocol has two
+    (Responses: "" sends `response.failed`, "error" the bare `error` event).
     """
 
     text: str = "Hello! How can I help you today?"
@@ -52,12 +54,15 @@ class Reply:
     completion_tokens: int | None = None
     zero_choices: bool = False
     cost: str = "0.00042"
+    fail_event: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
         if self.status and not 400 <= self.status <= 599:
             raise ValueError(f"Reply.status must be 0 or an HTTP error status, got {self.status}")
+        if self.fail_event not in ("", "error"):
+            raise ValueError(f'Reply.fail_event must be "" or "error", got {self.fail_event!r}')
         for call in self.tool_calls:
             if not isinstance(call.get("name"), str) or not isinstance(call.get("arguments", {}), Mapping):
                 raise ValueError(f"a tool call needs a name and an arguments dict: {call!r}")
@@ -281,19 +286,24 @@ class FakeUpstream:
             self._bump("open_streams", -1)
 
     async def send_stream(self, request: web.Request, resp: web.StreamResponse, frames: Iterable[Frame],
-                          reply: Reply, error: bytes) -> web.StreamResponse:
-        """Write `frames`, honouring delay_chunks, fail_after (writes `error`) and drop_after."""
+                          reply: Reply, error: bytes | Callable[[int], bytes]) -> web.StreamResponse:
+        """Write `frames`, honouring delay_chunks, fail_after (writes `error`) and drop_after.
+
+        `error` may be a function of how many frames were written before it,
+        for protocols whose events are numbered (Responses' sequence_number).
+        """
         with self.streaming():
             try:
                 await resp.prepare(request)
-                outputs, wrote_any, ended = 0, False, False
+                outputs, written, wrote_any, ended = 0, 0, False, False
                 for frame in frames:
                     if frame.kind == META:
                         await resp.write(frame.data)
+                        written += 1
                         continue
                     if frame.kind == OUTPUT or not ended:
                         if _due(reply.fail_after, outputs, frame):
-                            await resp.write(error)
+                            await resp.write(error(written) if callable(error) else error)
                             return resp
                         if _due(reply.drop_after, outputs, frame):
                             self.drop(request)
@@ -305,6 +315,7 @@ class FakeUpstream:
                     else:
                         ended = True
                     await resp.write(frame.data)
+                    written += 1
                     wrote_any = True
                 return resp
             except ConnectionResetError:  # the client left while we were writing
