@@ -27,18 +27,19 @@ from .openai_compat import CREATED, MESSAGES, SERVER_ERROR, FakeOpenAI, _prompt_
 from .script import FINAL, META, OUTPUT, Frame, Reply, count_words, json_document, json_response, pick, split_words
 from .server import serve_until_signalled
 
-# The text OpenAI puts in response.failed and in-band errors (openai/codex issue reports quote it).
-FAILED = ("An error occurred while processing your request. You can retry your request, or contact us "
-          "through our help center at help.openai.com if the error persists.")
+# OpenAI's words for a failed response, with its request id (Wei-Shaw/sub2api#6714 shows a real response.failed).
+FAILED = ("An error occurred while processing your request. You can retry your request, or contact us through "
+          "our help center at help.openai.com if the error persists. Please include the request ID {} in your message.")
 # Fernet tokens, as OpenAI's encrypted_content, start so (codex#8145 quotes "gAAA...DQ==").
 SEALED = "gAAAAAB"
 SEAL_TAG = b"fake-reasoning:"
-# Settings a Response echoes, with the defaults OpenAI fills in (ollama openai/responses.go mirrors them).
+# Settings a Response echoes, with the defaults OpenAI fills in (the sub2api#6714 capture; ollama's
+# openai/responses.go mirrors them). The penalties are sent though SDK 3.57's Response type lacks them.
 ECHOED: dict[str, Any] = {
-    "instructions": None, "max_output_tokens": None, "max_tool_calls": None, "parallel_tool_calls": True,
-    "previous_response_id": None, "prompt_cache_key": None, "safety_identifier": None, "store": True,
-    "temperature": 1.0, "tool_choice": "auto", "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled",
-    "user": None,
+    "frequency_penalty": 0.0, "instructions": None, "max_output_tokens": None, "max_tool_calls": None,
+    "parallel_tool_calls": True, "presence_penalty": 0.0, "previous_response_id": None, "prompt_cache_key": None,
+    "safety_identifier": None, "store": True, "temperature": 1.0, "tool_choice": "auto", "top_logprobs": 0,
+    "top_p": 1.0, "truncation": "disabled", "user": None,
 }
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
@@ -110,7 +111,9 @@ class FakeResponses(FakeOpenAI):
                               headers=reply.error_headers(), code=code)
         turn = self._turn(req, reply)
         events = _events(turn)
-        headers = {"x-request-id": f"req_{turn.id}"} | dict(reply.headers)
+        request_id = f"req_{turn.id}"
+        failure = reply.error or FAILED.format(request_id)
+        headers = {"x-request-id": request_id} | dict(reply.headers)
         if req.get("stream") is not True:
             # Nothing, not even the status line, until the answer is whole (PROTOCOLS preamble).
             pieces = sum(kind == OUTPUT for _, _, kind in events)
@@ -119,13 +122,13 @@ class FakeResponses(FakeOpenAI):
             if reply.drop_after is not None:
                 return self.drop(request)
             if reply.fail_after is not None:
-                return self.error(500, reply.error or FAILED, code="server_error")
+                return self.error(500, failure, headers=headers, code="server_error")
             return json_response(200, events[-1][1]["response"], headers)
         resp = web.StreamResponse(headers=headers | {"Cache-Control": "no-cache"})
         resp.content_type = "text/event-stream"
         frames = [Frame(_sse(kind, n, payload), frame_kind) for n, (kind, payload, frame_kind) in enumerate(events)]
         return await self.send_stream(request, resp, frames, reply,
-                                      lambda n: _failure(turn, events, n, reply))
+                                      lambda n: _failure(turn, events, n, reply.fail_event, failure))
 
     # the request ------------------------------------------------------------
 
@@ -302,11 +305,13 @@ def _added(index: int, item: dict[str, Any]) -> Event:
     return "response.output_item.added", {"output_index": index, "item": item}, META
 
 
-def _failure(turn: Turn, events: list[Event], written: int, reply: Reply) -> bytes:
+def _failure(turn: Turn, events: list[Event], written: int, fail_event: str, message: str) -> bytes:
     """The in-band failure numbered after the `written` events before it (§10 Terminal events)."""
-    message = reply.error or FAILED
-    if reply.fail_event == "error":
-        return _sse("error", written, {"code": "server_error", "message": message, "param": None})
+    if fail_event == "error":
+        # What OpenAI sends at run time, nested under `error` (openai/openai-dotnet#881 captures one; openai-node
+        # #2021 calls it the first-party contract), not the flat {code, message, param} its reference documents.
+        error = {"type": "server_error", "code": "server_error", "message": message, "param": None}
+        return _sse("error", written, {"error": error})
     done = [payload["item"] for kind, payload, _ in events[:written] if kind == "response.output_item.done"]
     failed = turn.body("failed", done, None, error={"code": "server_error", "message": message})
     return _sse("response.failed", written, {"response": failed})

@@ -66,7 +66,8 @@ def test_create_returns_a_response_with_usage_and_the_echoed_settings(fake, clie
     assert done.usage.input_tokens_details.cached_tokens == 0 and done.usage.output_tokens_details.reasoning_tokens == 0
     assert (done.instructions, done.temperature, done.max_output_tokens, done.metadata) == ("Be brief", 0.5, 64,
                                                                                            {"run": "1"})
-    assert (done.tool_choice, done.parallel_tool_calls, done.store, done.text.format.type) == ("auto", True, True, "text")
+    settings = (done.tool_choice, done.parallel_tool_calls, done.store, done.text.format.type, done.reasoning.effort)
+    assert settings == ("auto", True, True, "text", None)
     assert done.completed_at is not None and done.completed_at >= done.created_at
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}
     shaped = client.responses.create(model="gpt-4.1", input="Where?",
@@ -87,14 +88,15 @@ def test_stream_numbers_every_event_and_each_is_a_type_the_sdk_knows(fake, clien
         *["response.reasoning_summary_text.delta"] * 4, "response.reasoning_summary_text.done",
         "response.reasoning_summary_part.done", "response.output_item.done",
         *TEXT_EVENTS,
-        "response.output_item.added", "response.function_call_arguments.delta", "response.function_call_arguments.delta",
+        "response.output_item.added", *["response.function_call_arguments.delta"] * 2,
         "response.function_call_arguments.done", "response.output_item.done",
         "response.completed"]
     created, final = events[0].response, events[-1].response
     assert created.status == "in_progress" and created.output == [] and created.usage is None
     assert created.id == final.id and final.status == "completed" and final.reasoning.effort == "low"
     assert [i.type for i in final.output] == ["reasoning", "message", "function_call"]
-    assert final.output[0].summary[0].text == "Weather needs a tool" and final.usage.output_tokens_details.reasoning_tokens == 4
+    assert final.output[0].summary[0].text == "Weather needs a tool"
+    assert final.usage.output_tokens_details.reasoning_tokens == 4
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert deltas == HELLO == final.output_text
     args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
@@ -162,7 +164,8 @@ def test_incomplete_answer_ends_with_response_incomplete(fake, client) -> None:
                                                                                     "incomplete")
     assert done.output_text == "A long story that" and done.completed_at is None and done.usage.output_tokens == 4
     events = list(client.responses.create(model="gpt-4.1", input="Tell a story", stream=True))
-    assert events[-1].type == "response.incomplete" and events[-1].response.incomplete_details.reason == "max_output_tokens"
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.incomplete_details.reason == "max_output_tokens"
     assert events[-2].type == "response.output_item.done" and events[-2].item.status == "incomplete"
     with client.responses.stream(model="gpt-4.1", input="Tell a story") as stream:
         with pytest.raises(RuntimeError, match="Didn't receive a `response.completed` event"):
@@ -183,14 +186,24 @@ def test_mid_stream_failure_is_a_yielded_response_failed_event(fake, client) -> 
         assert [e.type for e in stream][-1] == "response.failed"
         with pytest.raises(RuntimeError, match="Didn't receive a `response.completed` event"):
             stream.get_final_response()
-    fake.replies["gpt-4.1"] = Reply(fail_after=99, fail_event="error", error="overloaded")
-    events = list(client.responses.create(model="gpt-4.1", input="Hi", stream=True))
-    assert events[-1].type == "error" and (events[-1].code, events[-1].message) == ("server_error", "overloaded")
-    assert events[-2].type == "response.output_item.done" and events[-1].sequence_number == len(events) - 1
     fake.replies["gpt-4.1"] = Reply(fail_after=0)
     with pytest.raises(openai.InternalServerError) as info:
         client.responses.create(model="gpt-4.1", input="Hi")
-    assert info.value.code == "server_error" and "help.openai.com" in info.value.message
+    request_id = info.value.response.headers["x-request-id"]
+    assert info.value.code == "server_error" and f"include the request ID {request_id} in" in info.value.message
+
+
+def test_a_bare_error_event_is_nested_as_openai_sends_it_and_the_sdk_raises(fake, client) -> None:
+    fake.replies["gpt-4.1"] = Reply(fail_after=99, fail_event="error", error="overloaded")
+    seen = []
+    with pytest.raises(openai.APIError, match="overloaded") as info:
+        for event in client.responses.create(model="gpt-4.1", input="Hi", stream=True):
+            seen.append(event.type)
+    assert seen[-1] == "response.output_item.done" and "response.completed" not in seen
+    assert info.value.body == {"type": "server_error", "code": "server_error", "message": "overloaded", "param": None}
+    event, data = sse_blocks(post(fake, {"model": "gpt-4.1", "input": "Hi", "stream": True}).text)[-1]
+    assert event == "error" and data["sequence_number"] == len(seen) and set(data) == {"type", "sequence_number",
+                                                                                       "error"}
 
 
 def test_failed_event_carries_the_items_already_done(fake) -> None:
