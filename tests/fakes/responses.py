@@ -2,11 +2,9 @@
 
 `FakeResponses` is a `FakeOpenAI` (its `/chat/completions` and `/models` stay)
 that also answers `POST {base_path}/responses`, as OpenAI and OpenRouter do:
-the upstream chatd passes Responses requests through to byte for byte. The
-wire shapes follow the openai SDK's `types/responses/` (3.57) and §10; each
-behaviour names its source beside it. The events of one response are built
-once as a list and serve both renderings: the non-streamed body is the last
-event's `response`, and its delay is what streaming them would have taken.
+the upstream chatd passes Responses requests through to byte for byte. This
+module checks requests as OpenAI does and makes up the answer from a `Reply`;
+`responses_wire` renders it. Each behaviour names its source beside it.
 
 Standalone: `python -m tests.fakes.responses --port 0 --api-key K` prints the URL.
 """
@@ -17,14 +15,14 @@ import argparse
 import asyncio
 import base64
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from .openai_compat import CREATED, MESSAGES, SERVER_ERROR, FakeOpenAI, _prompt_text
-from .script import FINAL, META, OUTPUT, Frame, Reply, count_words, json_document, json_response, pick, split_words
+from .responses_wire import INCOMPLETE, Turn, events_of, failure_event, settings_of, sse
+from .script import OUTPUT, Frame, Reply, count_words, json_document, json_response, pick
 from .server import serve_until_signalled
 
 # OpenAI's words for a failed response, with its request id (Wei-Shaw/sub2api#6714 shows a real response.failed).
@@ -33,45 +31,8 @@ FAILED = ("An error occurred while processing your request. You can retry your r
 # Fernet tokens, as OpenAI's encrypted_content, start so (codex#8145 quotes "gAAA...DQ==").
 SEALED = "gAAAAAB"
 SEAL_TAG = b"fake-reasoning:"
-# Settings a Response echoes, with the defaults OpenAI fills in (the sub2api#6714 capture; ollama's
-# openai/responses.go mirrors them). The penalties are sent though SDK 3.57's Response type lacks them.
-ECHOED: dict[str, Any] = {
-    "frequency_penalty": 0.0, "instructions": None, "max_output_tokens": None, "max_tool_calls": None,
-    "parallel_tool_calls": True, "presence_penalty": 0.0, "previous_response_id": None, "prompt_cache_key": None,
-    "safety_identifier": None, "store": True, "temperature": 1.0, "tool_choice": "auto", "top_logprobs": 0,
-    "top_p": 1.0, "truncation": "disabled", "user": None,
-}
-INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
               bool: "a boolean", type(None): "null"}
-
-Event = tuple[str, dict[str, Any], str]  # (type, payload without type and sequence_number, Frame kind)
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One response's facts; `body()` renders it at any status."""
-
-    id: str
-    created: int
-    model: str
-    settings: dict[str, Any]
-    items: tuple[dict[str, Any], ...]
-    incomplete: str | None  # incomplete_details.reason, None when the answer is complete
-    usage: dict[str, Any]
-
-    @property
-    def status(self) -> str:
-        return "completed" if self.incomplete is None else "incomplete"
-
-    def body(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
-             error: dict[str, Any] | None = None) -> dict[str, Any]:
-        # Field set of types/responses/response.py; completed_at only once completed.
-        return {"id": self.id, "object": "response", "created_at": self.created, "status": status,
-                "background": False, "completed_at": self.created + 1 if status == "completed" else None,
-                "error": error,
-                "incomplete_details": {"reason": self.incomplete} if status == "incomplete" else None,
-                "model": self.model, "output": output, "usage": usage, **self.settings}
 
 
 class FakeResponses(FakeOpenAI):
@@ -110,7 +71,7 @@ class FakeResponses(FakeOpenAI):
             return self.error(reply.status, reply.error or MESSAGES.get(reply.status, SERVER_ERROR),
                               headers=reply.error_headers(), code=code)
         turn = self._turn(req, reply)
-        events = _events(turn)
+        events = events_of(turn)
         request_id = f"req_{turn.id}"
         failure = reply.error or FAILED.format(request_id)
         headers = {"x-request-id": request_id} | dict(reply.headers)
@@ -126,9 +87,9 @@ class FakeResponses(FakeOpenAI):
             return json_response(200, events[-1][1]["response"], headers)
         resp = web.StreamResponse(headers=headers | {"Cache-Control": "no-cache"})
         resp.content_type = "text/event-stream"
-        frames = [Frame(_sse(kind, n, payload), frame_kind) for n, (kind, payload, frame_kind) in enumerate(events)]
+        frames = [Frame(sse(kind, n, payload), frame_kind) for n, (kind, payload, frame_kind) in enumerate(events)]
         return await self.send_stream(request, resp, frames, reply,
-                                      lambda n: _failure(turn, events, n, reply.fail_event, failure))
+                                      lambda n: failure_event(turn, events, n, reply.fail_event, failure))
 
     # the request ------------------------------------------------------------
 
@@ -157,10 +118,13 @@ class FakeResponses(FakeOpenAI):
             return req, (f"Previous response with id '{previous}' not found.", "previous_response_id",
                          "previous_response_not_found")
         seen = self._call_ids(req)
-        for item in items:
+        answered = {i.get("call_id") for i in items if i.get("type") == "function_call_output"}
+        for item in items:  # OpenAI pairs calls and outputs (its 400s quoted in continuedev/continue#10092)
             if item.get("type") == "function_call_output" and item.get("call_id") not in seen:
                 return req, (f"No tool call found for function call output with call_id {item.get('call_id')}.",
                              "input", None)
+            if item.get("type") == "function_call" and item.get("call_id") not in answered:
+                return req, (f"No tool output found for function call {item.get('call_id')}.", "input", None)
             blob = item.get("encrypted_content") if item.get("type") == "reasoning" else None
             if isinstance(blob, str) and not _unseal(blob):  # OpenAI's words, openai/codex#8145
                 return req, (f"The encrypted content {blob[:4]}...{blob[-4:]} could not be verified.", None,
@@ -171,7 +135,7 @@ class FakeResponses(FakeOpenAI):
 
     def _turn(self, req: dict[str, Any], reply: Reply) -> Turn:
         number = next(self._ids)
-        settings = _settings(req)
+        settings = settings_of(req)
         fmt = settings["text"]["format"]
         content = reply.text
         if fmt.get("type") == "json_object":
@@ -180,7 +144,8 @@ class FakeResponses(FakeOpenAI):
             content = json_document(reply.text, fmt.get("schema"))
         items: list[dict[str, Any]] = []
         if reply.thinking:
-            # A reasoning model always emits its item; the summary only when asked (reasoning.summary).
+            # A reasoning model always emits the item; the summary text only when reasoning.summary asks for
+            # it (OpenAI's reasoning guide; Codex sends summary "auto", §10).
             wants_summary = bool(settings["reasoning"]["summary"])
             reasoning: dict[str, Any] = {"id": f"rs_fake{number}", "type": "reasoning",
                                          "summary": [{"type": "summary_text", "text": reply.thinking}]
@@ -208,7 +173,7 @@ class FakeResponses(FakeOpenAI):
                  "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
                  "total_tokens": prompt + completion}  # types/responses/response_usage.py
         turn = Turn(f"resp_fake{number}", CREATED + number, req["model"], settings, tuple(items), incomplete, usage)
-        if settings["store"] is not False:  # OpenAI keeps it even if the stream is cut (background generation)
+        if settings["store"] is not False:  # store defaults to true: OpenAI keeps what it served (§10 fields)
             calls = {i["call_id"] for i in items if i["type"] == "function_call"}
             self.stored[turn.id] = (turn.body(turn.status, list(items), usage), self._call_ids(req) | calls)
         return turn
@@ -220,19 +185,6 @@ class FakeResponses(FakeOpenAI):
         items = given if isinstance(given, list) else []
         return (self.stored[previous][1] if previous else frozenset()) | {
             i.get("call_id") for i in items if isinstance(i, dict) and i.get("type") == "function_call"}
-
-
-def _settings(req: dict[str, Any]) -> dict[str, Any]:
-    """The request's settings as a Response echoes them, OpenAI's defaults filled in."""
-    reasoning = req.get("reasoning") if isinstance(req.get("reasoning"), dict) else {}
-    text = req.get("text") if isinstance(req.get("text"), dict) else {}
-    return {key: req.get(key, default) for key, default in ECHOED.items()} | {
-        "reasoning": {"effort": reasoning.get("effort"),
-                      "summary": reasoning.get("summary") or reasoning.get("generate_summary")},
-        "service_tier": req.get("service_tier") or "default",
-        "text": {"format": text.get("format") or {"type": "text"}, "verbosity": text.get("verbosity") or "medium"},
-        "tools": req.get("tools") or [], "metadata": req.get("metadata") or {},
-    }
 
 
 def _input_text(items: list[dict[str, Any]]) -> str:
@@ -251,76 +203,6 @@ def _unseal(blob: str) -> bool:
         return blob.startswith(SEALED) and base64.urlsafe_b64decode(blob[len(SEALED):]).startswith(SEAL_TAG)
     except ValueError:
         return False
-
-
-# -- the event stream ----------------------------------------------------------
-
-
-def _events(turn: Turn) -> list[Event]:
-    """Every event of the stream in order, per PROTOCOLS §10's tables; the last one is terminal."""
-    start = turn.body("in_progress", [], None)
-    events: list[Event] = [("response.created", {"response": start}, META),
-                           ("response.in_progress", {"response": start}, META)]
-    for index, item in enumerate(turn.items):
-        events += _item_events(index, item)
-    terminal = "response.completed" if turn.status == "completed" else "response.incomplete"
-    events.append((terminal, {"response": turn.body(turn.status, list(turn.items), turn.usage)}, FINAL))
-    return events
-
-
-def _item_events(index: int, item: dict[str, Any]) -> list[Event]:
-    """output_item.added, the item's own parts and deltas, output_item.done."""
-    at = {"item_id": item["id"], "output_index": index}
-    if item["type"] == "message":
-        events = [_added(index, item | {"status": "in_progress", "content": []})]
-        for c, part in enumerate(item["content"]):
-            where = at | {"content_index": c}
-            events.append(("response.content_part.added", where | {"part": part | {"text": ""}}, META))
-            events += [("response.output_text.delta", where | {"delta": piece, "logprobs": []}, OUTPUT)
-                       for piece in split_words(part["text"])]
-            events.append(("response.output_text.done", where | {"text": part["text"], "logprobs": []}, META))
-            events.append(("response.content_part.done", where | {"part": part}, META))
-    elif item["type"] == "reasoning":
-        # encrypted_content only in output_item.done: the copy to send back (§10 Reasoning item).
-        events = [_added(index, {"id": item["id"], "type": "reasoning", "summary": []})]
-        for s, part in enumerate(item["summary"]):
-            where = at | {"summary_index": s}
-            events.append(("response.reasoning_summary_part.added", where | {"part": part | {"text": ""}}, META))
-            events += [("response.reasoning_summary_text.delta", where | {"delta": piece}, OUTPUT)
-                       for piece in split_words(part["text"])]
-            events.append(("response.reasoning_summary_text.done", where | {"text": part["text"]}, META))
-            events.append(("response.reasoning_summary_part.done", where | {"part": part}, META))
-    else:  # function_call; arguments in 8-character slices, as the sibling chat fake's tool deltas
-        events = [_added(index, item | {"status": "in_progress", "arguments": ""})]
-        args = item["arguments"]
-        events += [("response.function_call_arguments.delta", at | {"delta": args[i:i + 8]}, OUTPUT)
-                   for i in range(0, len(args), 8)]
-        # `name` is in OpenAI's OpenAPI spec and §10, though SDK 3.57's event type leaves it out.
-        events.append(("response.function_call_arguments.done", at | {"name": item["name"], "arguments": args}, META))
-    events.append(("response.output_item.done", {"output_index": index, "item": item}, META))
-    return events
-
-
-def _added(index: int, item: dict[str, Any]) -> Event:
-    return "response.output_item.added", {"output_index": index, "item": item}, META
-
-
-def _failure(turn: Turn, events: list[Event], written: int, fail_event: str, message: str) -> bytes:
-    """The in-band failure numbered after the `written` events before it (§10 Terminal events)."""
-    if fail_event == "error":
-        # What OpenAI sends at run time, nested under `error` (openai/openai-dotnet#881 captures one; openai-node
-        # #2021 calls it the first-party contract), not the flat {code, message, param} its reference documents.
-        error = {"type": "server_error", "code": "server_error", "message": message, "param": None}
-        return _sse("error", written, {"error": error})
-    done = [payload["item"] for kind, payload, _ in events[:written] if kind == "response.output_item.done"]
-    failed = turn.body("failed", done, None, error={"code": "server_error", "message": message})
-    return _sse("response.failed", written, {"response": failed})
-
-
-def _sse(kind: str, number: int, payload: dict[str, Any]) -> bytes:
-    """`event:` and `data:` lines; the data repeats `type` and carries `sequence_number` (§10 Streaming)."""
-    data = orjson.dumps({"type": kind, "sequence_number": number, **payload})
-    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -137,6 +137,8 @@ def test_function_call_round_trip_is_accepted_with_and_without_stored_state(fake
     assert chained.output_text == "Sunny in Tokyo." and chained.previous_response_id == first.id
     with pytest.raises(openai.BadRequestError, match="No tool call found for function call output"):
         client.responses.create(model="gpt-4.1", input=[answer])
+    with pytest.raises(openai.BadRequestError, match=f"No tool output found for function call {call.call_id}"):
+        client.responses.create(model="gpt-4.1", input=history[:2], store=False)
     for missing in ("resp_never_served", second.id):  # second had store=False: nothing was kept
         with pytest.raises(openai.BadRequestError) as info:
             client.responses.create(model="gpt-4.1", input="And tomorrow?", previous_response_id=missing)
@@ -266,3 +268,11 @@ def test_parent_routes_still_answer(client) -> None:
     done = client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "Hi"}])
     assert done.choices[0].message.content == HELLO and done.object == "chat.completion"
     assert [m.id for m in client.models.list()] == ["gpt-4.1", "gpt-4o-mini"]
+
+
+def test_openrouter_flavor_keeps_openrouter_error_bodies() -> None:
+    with FakeResponses(api_key=KEY, models=["openai/gpt-5"], flavor="openrouter") as fake:
+        assert post(fake, {"model": "openai/gpt-5", "input": "Hi"}).json()["output"][0]["type"] == "message"
+        fake.replies["openai/gpt-5"] = Reply(status=429, error="slow down")
+        assert post(fake, {"model": "openai/gpt-5", "input": "Hi"}).json() == {"error": {"code": 429,
+                                                                                         "message": "slow down"}}
