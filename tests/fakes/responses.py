@@ -12,7 +12,6 @@ Standalone: `python -m tests.fakes.responses --port 0 --api-key K` prints the UR
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 from collections.abc import Iterable
 from typing import Any
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from .openai_compat import CREATED, MESSAGES, SERVER_ERROR, FakeOpenAI, _prompt_text
 from .responses_wire import INCOMPLETE, Turn, events_of, failure_event, settings_of, sse
-from .script import OUTPUT, Frame, Reply, count_words, json_document, json_response, pick
+from .script import META, Frame, Reply, count_words, json_document, json_response, pick
 from .server import serve_until_signalled
 
 # OpenAI's words for a failed response, with its request id (Wei-Shaw/sub2api#6714 shows a real response.failed).
@@ -76,10 +75,8 @@ class FakeResponses(FakeOpenAI):
         failure = reply.error or FAILED.format(request_id)
         headers = {"x-request-id": request_id} | dict(reply.headers)
         if req.get("stream") is not True:
-            # Nothing, not even the status line, until the answer is whole (PROTOCOLS preamble).
-            pieces = sum(kind == OUTPUT for _, _, kind in events)
-            if reply.delay_chunks:
-                await asyncio.sleep(reply.delay_chunks * pieces)
+            # As long as streaming would take: send_stream waits between the events that are not META.
+            await self.generate_whole(reply, sum(kind != META for _, _, kind in events))
             if reply.drop_after is not None:
                 return self.drop(request)
             if reply.fail_after is not None:
