@@ -1,4 +1,4 @@
-"""Faithful fake upstreams (Ollama, OpenAI-compatible, Anthropic) served on loopback for chatd's tests.
+"""Faithful fake upstreams (Ollama, OpenAI-compatible, OpenAI Responses, Anthropic) on loopback for chatd's tests.
 
 Names load lazily so `python -m tests.fakes.ollama` does not import the
 module twice (runpy warns when the package already imported it).
@@ -13,12 +13,15 @@ if TYPE_CHECKING:
     from .anthropic import FakeAnthropic
     from .ollama import FakeOllama
     from .openai_compat import FakeOpenAI
+    from .responses import FakeResponses
     from .script import FakeUpstream, Recorded, Reply
     from .server import BackgroundServer
 
-__all__ = ["BackgroundServer", "FakeAnthropic", "FakeOllama", "FakeOpenAI", "FakeUpstream", "Recorded", "Reply"]
+__all__ = ["BackgroundServer", "FakeAnthropic", "FakeOllama", "FakeOpenAI", "FakeResponses", "FakeUpstream",
+           "Recorded", "Reply"]
 _HOMES = {"BackgroundServer": ".server", "FakeAnthropic": ".anthropic", "FakeOllama": ".ollama",
-          "FakeOpenAI": ".openai_compat", "FakeUpstream": ".script", "Recorded": ".script", "Reply": ".script"}
+          "FakeOpenAI": ".openai_compat", "FakeResponses": ".responses", "FakeUpstream": ".script",
+          "Recorded": ".script", "Reply": ".script"}
 
 
 def __getattr__(name: str) -> Any:

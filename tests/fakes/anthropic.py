@@ -122,7 +122,9 @@ class FakeAnthropic(FakeUpstream):
             return self.error(reply.status, reply.error, reply.error_type, reply.error_headers())
         answer = self._answer(req, reply)
         frames, streamed = self._frames(answer), req.get("stream") is True
-        await self.before_headers(request, reply, 0 if streamed else sum(f.kind == OUTPUT for f in frames))
+        await self.before_headers(request, reply)
+        if not streamed:
+            await self.generate_whole(reply, sum(f.kind != META for f in frames))
         headers = {"request-id": answer.request_id} | dict(reply.headers)
         kind = reply.error_type or "overloaded_error"  # what fail_after reports; the usual mid-stream one (§9.3)
         if not streamed:

@@ -148,7 +148,9 @@ class FakeOpenAI(FakeUpstream):
         headers = {"x-request-id": f"req_{answer.id}"} | dict(reply.headers)
         if self.flavor == "openrouter":
             headers["X-Generation-Id"] = answer.id
+        frames = self._frames(answer, reply)
         if req.get("stream") is not True:
+            await self.generate_whole(reply, sum(f.kind != META for f in frames))
             if reply.drop_after is not None:
                 return self.drop(request)
             if reply.fail_after is not None:
@@ -158,7 +160,7 @@ class FakeOpenAI(FakeUpstream):
             return json_response(200, self._completion(answer, reply), headers)
         resp = web.StreamResponse(headers=headers | {"Cache-Control": "no-cache"})
         resp.content_type = "text/event-stream"
-        return await self.send_stream(request, resp, self._frames(answer, reply), reply,
+        return await self.send_stream(request, resp, frames, reply,
                                       _sse(self._stream_error(answer, reply)))
 
     # building the answer ----------------------------------------------------

@@ -35,6 +35,8 @@ class Reply:
     Ollama calls it done_reason, OpenAI finish_reason); "" omits it.
     `error_type` names the error class where the protocol has one (Anthropic's
     `error.type`, e.g. "api_error" for an in-band failure); "" keeps the fake's default.
+    `fail_event` picks the in-band failure where a protocol has two
+    (Responses: "" sends `response.failed`, "error" the bare `error` event).
     """
 
     text: str = "Hello! How can I help you today?"
@@ -55,12 +57,15 @@ class Reply:
     completion_tokens: int | None = None
     zero_choices: bool = False
     cost: str = "0.00042"
+    fail_event: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
         if self.status and not 400 <= self.status <= 599:
             raise ValueError(f"Reply.status must be 0 or an HTTP error status, got {self.status}")
+        if self.fail_event not in ("", "error"):
+            raise ValueError(f'Reply.fail_event must be "" or "error", got {self.fail_event!r}')
         for call in self.tool_calls:
             if not isinstance(call.get("name"), str) or not isinstance(call.get("arguments", {}), Mapping):
                 raise ValueError(f"a tool call needs a name and an arguments dict: {call!r}")
@@ -253,24 +258,19 @@ class FakeUpstream:
 
     # behaviour ------------------------------------------------------------
 
-    async def before_headers(self, request: web.Request, reply: Reply, pieces: int = 0) -> None:
-        """Apply `delay_headers` and `hang` (a hung handler ends when its client leaves).
-
-        `pieces` is how many output chunks a non-streamed answer waits for: a
-        real server sends nothing, not even its status line, until the whole
-        answer is generated, so it sleeps `delay_chunks` per piece too.
-        """
-        delay = reply.delay_headers + reply.delay_chunks * pieces
-        if delay:
-            await asyncio.sleep(delay)
+    async def before_headers(self, request: web.Request, reply: Reply) -> None:
+        """Apply `delay_headers` and `hang` (a hung handler ends when its client leaves)."""
+        if reply.delay_headers:
+            await asyncio.sleep(reply.delay_headers)
         if reply.hang:
             await asyncio.get_running_loop().create_future()
 
     @staticmethod
     async def generate_whole(reply: Reply, pieces: int) -> None:
-        """The time a non-streamed answer takes before anything is sent: real servers (Ollama's
-        `writeChatResponse`, OpenAI-compatible ones) write the head only once the whole answer
-        exists, so a client sees nothing — not even the status line — for load plus generation."""
+        """The time a non-streamed answer of `pieces` output chunks takes before anything is sent:
+        real servers (Ollama's `writeChatResponse`, OpenAI-compatible ones, Anthropic's) write the
+        head only once the whole answer exists, so a client sees nothing — not even the status
+        line — for load plus generation: as long as the same answer would take to stream."""
         if reply.delay_chunks and pieces > 1:
             await asyncio.sleep(reply.delay_chunks * (pieces - 1))
 
@@ -290,19 +290,24 @@ class FakeUpstream:
             self._bump("open_streams", -1)
 
     async def send_stream(self, request: web.Request, resp: web.StreamResponse, frames: Iterable[Frame],
-                          reply: Reply, error: bytes) -> web.StreamResponse:
-        """Write `frames`, honouring delay_chunks, fail_after (writes `error`) and drop_after."""
+                          reply: Reply, error: bytes | Callable[[int], bytes]) -> web.StreamResponse:
+        """Write `frames`, honouring delay_chunks, fail_after (writes `error`) and drop_after.
+
+        `error` may be a function of how many frames were written before it,
+        for protocols whose events are numbered (Responses' sequence_number).
+        """
         with self.streaming():
             try:
                 await resp.prepare(request)
-                outputs, wrote_any, ended = 0, False, False
+                outputs, written, wrote_any, ended = 0, 0, False, False
                 for frame in frames:
                     if frame.kind == META:
                         await resp.write(frame.data)
+                        written += 1
                         continue
                     if frame.kind == OUTPUT or not ended:
                         if _due(reply.fail_after, outputs, frame):
-                            await resp.write(error)
+                            await resp.write(error(written) if callable(error) else error)
                             return resp
                         if _due(reply.drop_after, outputs, frame):
                             self.drop(request)
@@ -314,6 +319,7 @@ class FakeUpstream:
                     else:
                         ended = True
                     await resp.write(frame.data)
+                    written += 1
                     wrote_any = True
                 return resp
             except ConnectionResetError:  # the client left while we were writing

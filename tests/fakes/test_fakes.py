@@ -339,6 +339,7 @@ def test_openai_stream_closed_when_client_leaves_and_hang() -> None:
     (["tests.fakes.ollama", "--port", "0", "--models", "qwen3:8b,llama3.2"], "/api/tags"),
     (["tests.fakes.openai_compat", "--port", "0", "--api-key", "K"], "/v1/models"),
     (["tests.fakes.anthropic", "--port", "0", "--api-key", "K"], "/v1/models"),
+    (["tests.fakes.responses", "--port", "0", "--api-key", "K", "--models", "gpt-5"], "/v1/models"),
 ])
 def test_cli_prints_url_and_exits_on_sigterm(argv: list[str], path: str) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "error"}
