@@ -64,6 +64,14 @@ class StateUnavailable(RequestError):
     code = "state_unavailable"
     kind = "state"
 
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds until the shared state is tried again."""
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"x-should-retry", b"true"), (b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -139,6 +147,14 @@ class Lease:
     shared: bool = False
     """Taken in Redis (else in this process)."""
     released: bool = False
+
+    @classmethod
+    def granted(
+        cls, lease_id: str, provider: str, provider_limits: Limits, client: str | None,
+        client_limits: Limits | None, cooldown: Cooldown, shared: bool = False,
+    ) -> Lease:
+        client_tpm = client is not None and client_limits is not None and client_limits.tpm > 0
+        return cls(lease_id, provider, client, cooldown, provider_limits.tpm > 0, client_tpm, shared)
 
 
 class State(Protocol):
@@ -241,8 +257,7 @@ class LocalState:
             refused = counters.refusal(limits, now, self._window)
             if refused is not None:
                 return Refusal(scope, name, *refused)  # type: ignore[arg-type]
-        lease = Lease(next(self._ids), provider, client, cooldown, provider_limits.tpm > 0,
-                      client is not None and (client_limits or UNLIMITED).tpm > 0)
+        lease = Lease.granted(next(self._ids), provider, provider_limits, client, client_limits, cooldown)
         for _, _, counters, limits in checks:
             counters.leases.add(lease.id)
             if limits.rpm:

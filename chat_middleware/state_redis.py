@@ -11,8 +11,9 @@ When Redis fails or is slow, `on_error="open"` counts in this process
 (a LocalState) until `retry_s` has passed, warns once per outage and counts
 each failed call in `errors` (and calls `on_state_error`, e.g. a Prometheus
 counter); a lease taken in process is released there. `on_error="closed"`
-raises StateUnavailable (503) instead. A release never raises: a slot it
-could not free expires with its lease.
+raises StateUnavailable (503, Retry-After: when Redis is tried again)
+instead. A release never raises: a slot it could not free expires with its
+lease, and its tokens and outcome are counted in process.
 
     state = RedisState("redis://127.0.0.1:6379/0", key_prefix="chatd:", lease_s=30)
 """
@@ -129,8 +130,7 @@ class RedisState:
             limit, index, retry_ms = reply
             scope, name = names[index] if limit != b"cooldown" else names[-1]
             return Refusal(scope, name, limit.decode(), max(0, retry_ms) / 1000)  # type: ignore[arg-type]
-        lease = Lease(lease_id, provider, client, cooldown, provider_limits.tpm > 0,
-                      client is not None and client_limits is not None and client_limits.tpm > 0, shared=True)
+        lease = Lease.granted(lease_id, provider, provider_limits, client, client_limits, cooldown, shared=True)
         self._live[lease_id] = lease
         if self._renewer is None:
             self._renewer = asyncio.get_running_loop().create_task(self._renew())
@@ -141,7 +141,7 @@ class RedisState:
         skip_cooling: bool, cooldown: Cooldown,
     ) -> Lease | Refusal:
         if not self._open:
-            raise StateUnavailable(f"shared state at {self._where} cannot be reached")
+            raise self._unavailable()
         return self.local.admit_now(provider, provider_limits, client, client_limits, skip_cooling, cooldown)
 
     async def release(self, lease: Lease, *, tokens: int = 0, outcome: Outcome) -> None:
@@ -175,6 +175,8 @@ class RedisState:
             self._reached()
 
     async def snapshot(self, providers: list[str]) -> dict[str, tuple[int, float]]:
+        if not providers:
+            return {}
         if self._down():
             return self._snapshot_here(providers)
         keys = []
@@ -191,7 +193,7 @@ class RedisState:
 
     def _snapshot_here(self, providers: list[str]) -> dict[str, tuple[int, float]]:
         if not self._open:
-            raise StateUnavailable(f"shared state at {self._where} cannot be reached")
+            raise self._unavailable()
         return self.local.snapshot_now(providers)
 
     async def aclose(self) -> None:
@@ -236,6 +238,10 @@ class RedisState:
         finally:
             if self._renewer is asyncio.current_task():
                 self._renewer = None
+
+    def _unavailable(self) -> StateUnavailable:
+        return StateUnavailable(f"shared state at {self._where} cannot be reached",
+                                retry_after=max(0.0, self._down_until - monotonic()))
 
     def _down(self) -> bool:
         return self._down_until > monotonic()

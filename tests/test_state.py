@@ -449,6 +449,7 @@ async def test_closed_mode_answers_503_while_redis_is_down(own_redis_server, sha
     with pytest.raises(StateUnavailable) as caught:
         await state.admit("kimi", UNLIMITED)
     assert (caught.value.status, caught.value.code) == (503, "state_unavailable")
+    assert dict(caught.value.headers()) == {b"x-should-retry": b"true", b"retry-after": b"1"}  # retry_s = 0.2
     assert own_redis_server.url not in caught.value.message and "127.0.0.1" in caught.value.message
     await state.release(lease, outcome="success")  # a release never raises: the slot expires with its lease
     with pytest.raises(StateUnavailable):
