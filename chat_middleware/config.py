@@ -92,12 +92,14 @@ PROVIDER_KEYS = {
     "keep_cloud_suffix": _BOOL,
     "forward_headers": _STRINGS,
     "capabilities": _STRINGS,
+    "responses": _BOOL,
+    "default_max_tokens": _INT,
     **_TIMEOUT_KEYS,
     **{key: _RESILIENCE_TYPES.get(key, _NUMBER) for key in _RESILIENCE_KEYS},
 }
 GATEWAY_KEYS = {"chatd_url": _STR}
 ROUTE_KEYS = {"prefix": _STR, "provider": _STR}
-_POSITIVE = {*_TIMEOUT_KEYS, "max_body_bytes", "cooldown_failures"}
+_POSITIVE = {*_TIMEOUT_KEYS, "max_body_bytes", "cooldown_failures", "default_max_tokens"}
 
 
 class _Reader:
@@ -200,6 +202,8 @@ def _provider(
     if values["transform"] not in TRANSFORMS:
         known = ", ".join(sorted(TRANSFORMS))
         raise reader.error(f"{where} transform", f"unknown transform {values['transform']!r} (known: {known})")
+    if values.get("responses") and values["transform"] != "openai":
+        raise reader.error(f"{where} responses", "only an `openai` provider can also speak the Responses API")
     for header, value in values.get("headers", {}).items():
         if not isinstance(value, str):
             raise reader.error(f"{where} headers.{header}", f"expected a string, got {_shown(value)}")
@@ -223,6 +227,8 @@ def _provider(
         keep_cloud_suffix=values.get("keep_cloud_suffix", False),
         forward_headers=reader.forwarded(values.get("forward_headers", []), where),
         capabilities=tuple(values.get("capabilities", ProviderConfig.capabilities)),
+        responses=values.get("responses", False),
+        default_max_tokens=values.get("default_max_tokens", ProviderConfig.default_max_tokens),
         api_key=_api_key(name, key_env, env_file, environ),
     )
 

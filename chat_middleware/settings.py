@@ -70,6 +70,10 @@ class ProviderConfig:
     keep_cloud_suffix: bool = False
     forward_headers: tuple[str, ...] = ()
     """Client request headers passed upstream unchanged (lowercase names), e.g. Kimi's user-agent."""
+    responses: bool = False
+    """An `openai` provider that also speaks the Responses API: Responses clients pass through."""
+    default_max_tokens: int = 4096
+    """`max_tokens` sent to an `anthropic` provider when the request sets none (its API requires one)."""
     capabilities: tuple[str, ...] = ("completion", "tools")
     """What /api/show tells Ollama clients a model of this provider can do (Ollama providers answer
     for themselves)."""
