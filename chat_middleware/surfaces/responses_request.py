@@ -71,7 +71,7 @@ def responses_request(body: dict) -> tuple[dict, ResponsesContext]:
     for key in ("temperature", "top_p"):
         if (value := _field(body, key, (int, float), "a number")) is not None:
             request[key] = value
-    effort, summary = _reasoning(body.get("reasoning"))
+    effort = _effort(body.get("reasoning"))
     if effort is not None:
         request["reasoning_effort"] = effort
     text = _field(body, "text", dict, "an object")
@@ -85,19 +85,33 @@ def responses_request(body: dict) -> tuple[dict, ResponsesContext]:
     user = _field(body, "user", str, "a string")
     if identifier := _field(body, "safety_identifier", str, "a string") or user:
         request["user"] = identifier
-    truncation = _field(body, "truncation", str, "a string") or "disabled"
-    if truncation not in ("auto", "disabled"):
-        raise BadRequest(f"truncation must be auto or disabled, got {shown(truncation)}")
+    if body.get("truncation") not in (None, "auto", "disabled"):
+        raise BadRequest(f"truncation must be auto or disabled, got {shown(body['truncation'])}")
+    return request, responses_context(body, refs)
+
+
+def responses_context(body: dict, tools: dict[str, ToolRef] | None = None) -> ResponsesContext:
+    """The context a renderer answers with, from the request as sent.
+
+    Called alone for a request passed through to an upstream that speaks
+    Responses: nothing is checked (the upstream judges the request), and the
+    echo serves only chatd's own `response.failed`, which stores nothing.
+    """
+    reasoning = body.get("reasoning")
+    reasoning = reasoning if isinstance(reasoning, dict) else {}
+    summary = reasoning.get("summary") or reasoning.get("generate_summary")
     echo = {
-        "instructions": instructions, "max_output_tokens": limit,
-        "parallel_tool_calls": True if parallel is None else parallel,
-        "previous_response_id": None, "reasoning": {"effort": effort, "summary": summary}, "store": False,
-        "temperature": request.get("temperature"), "text": text or {"format": {"type": "text"}},
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": summary}, "store": False,
+        "temperature": body.get("temperature"), "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice") or "auto", "tools": body.get("tools") or [],
-        "top_p": request.get("top_p"), "truncation": truncation, "metadata": metadata or {}, "user": user,
-        "background": False,
+        "top_p": body.get("top_p"), "truncation": body.get("truncation") or "disabled",
+        "metadata": body.get("metadata") or {}, "user": body.get("user"), "background": False,
     }
-    return request, ResponsesContext(echo, refs, stream, summary)
+    summary = summary if isinstance(summary, str) else None
+    return ResponsesContext(echo, tools or {}, body.get("stream") is True, summary)
 
 
 def _field(body: dict, key: str, types: type | tuple[type, ...], what: str):
@@ -108,9 +122,9 @@ def _field(body: dict, key: str, types: type | tuple[type, ...], what: str):
     raise BadRequest(f"{key} must be {what}, got {shown(value)}")
 
 
-def _reasoning(reasoning: object) -> tuple[str | None, str | None]:
+def _effort(reasoning: object) -> str | None:
     if reasoning is None:
-        return None, None
+        return None
     if not isinstance(reasoning, dict):
         raise BadRequest(f"reasoning must be an object, got {shown(reasoning)}")
     effort = reasoning.get("effort")
@@ -119,7 +133,7 @@ def _reasoning(reasoning: object) -> tuple[str | None, str | None]:
     summary = reasoning.get("summary") or reasoning.get("generate_summary")
     if summary is not None and not isinstance(summary, str):
         raise BadRequest(f"reasoning.summary must be a string, got {shown(summary)}")
-    return effort, summary
+    return effort
 
 
 def _response_format(fmt: object) -> dict | None:
