@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import UpstreamStreamError
 from ..shapes import count
-from ..streams import Chunks
+from ..streams import Chunk, Chunks
 from .responses_tools import ToolRef, custom_input
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -25,6 +25,15 @@ INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 def new_id(prefix: str) -> str:
     return prefix + token_hex(16)
+
+
+def chunk_data(chunk: Chunk) -> dict:
+    """A chunk's object ({} for JSON that is none); JSON that is not JSON at all is the upstream's failure."""
+    try:
+        data = chunk.data
+    except orjson.JSONDecodeError:
+        raise UpstreamStreamError("upstream sent a stream event that is not JSON") from None
+    return data if isinstance(data, dict) else {}
 
 
 def usage(prompt: int, completion: int, details: dict | None = None) -> dict:
@@ -75,36 +84,24 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, tools: dict
     return item
 
 
-def output_items(message: dict, tools: dict[str, ToolRef], status: str) -> list[dict]:
-    """A Chat completion's message → Response output: reasoning, then the text, then one item per tool call."""
-    items = []
-    thinking = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(thinking, str) and thinking:
-        items.append(reasoning_item(new_id("rs_"), thinking))
-    content = message.get("content")
-    if isinstance(content, str) and content:
-        items.append(message_item(new_id("msg_"), content, status))
-    calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict):
-            continue
-        call_id = call.get("id")
-        name, arguments = function.get("name"), function.get("arguments")
-        items.append(call_item(new_id("fc_"), call_id if isinstance(call_id, str) and call_id else new_id("call_"),
-                               name if isinstance(name, str) else "",
-                               arguments if isinstance(arguments, str) and arguments else "{}", tools, status))
-    return items
+def unique_call_id(call_id: object, seen: set[str]) -> str:
+    """The upstream's tool-call id, or a new one where it gave none or gave one twice: a client pairs
+    each output with its call by this id (and the openai SDK refuses two calls that share one)."""
+    if not isinstance(call_id, str) or not call_id or call_id in seen:
+        call_id = new_id("call_")
+    seen.add(call_id)
+    return call_id
 
 
 class _Call:
     """A tool call being streamed: its item, and its arguments so far."""
 
-    __slots__ = ("key", "index", "item_id", "call_id", "name", "custom", "arguments")
+    __slots__ = ("key", "source", "index", "item_id", "call_id", "name", "custom", "arguments")
 
-    def __init__(self, key: int, index: int, item_id: str, call_id: str, name: str, custom: bool) -> None:
-        self.key = key  # the canonical fragments' `index`
-        self.index, self.item_id, self.call_id, self.name, self.custom = index, item_id, call_id, name, custom
+    def __init__(self, key: int, source: object, name: str, index: int, item: dict) -> None:
+        self.key, self.source, self.name = key, source, name  # the fragments' `index`, `id` and name
+        self.index, self.item_id, self.call_id = index, item["id"], item["call_id"]
+        self.custom = item["type"] == "custom_tool_call"
         self.arguments: list[str] = []
 
 
@@ -112,7 +109,7 @@ class EventStream:
     """The events of one streamed answer; `response(status, output, usage, **fields)` makes its Response objects."""
 
     __slots__ = ("_response", "_tools", "_sequence", "_output", "_open", "_item", "_index", "_texts", "_call",
-                 "_finish_reason", "_details")
+                 "_call_ids", "_finish_reason", "_details")
 
     def __init__(self, response: Callable[..., dict], tools: dict[str, ToolRef]) -> None:
         self._response = response
@@ -124,6 +121,7 @@ class EventStream:
         self._index = 0
         self._texts: list[str] = []
         self._call: _Call | None = None
+        self._call_ids: set[str] = set()
         self._finish_reason: str | None = None
         self._details: dict | None = None
 
@@ -132,12 +130,7 @@ class EventStream:
         if not self._sequence:
             self._begin(out)
         for chunk in chunks:
-            try:
-                data = chunk.data
-            except orjson.JSONDecodeError:
-                raise UpstreamStreamError("upstream sent a stream chunk that is not JSON") from None
-            if not isinstance(data, dict):
-                continue
+            data = chunk_data(chunk)
             tokens = data.get("usage")
             if isinstance(tokens, dict):
                 self._details = usage_details(tokens)
@@ -238,14 +231,14 @@ class EventStream:
             function = function if isinstance(function, dict) else {}
             call_id, name = fragment.get("id"), function.get("name")
             call = self._call if self._open == "call" else None
-            if call is None or call.key != key or call_id and call_id != call.call_id:
+            if call is None or call.key != key or call_id and call_id != call.source:
                 if not call_id and not name:
                     continue
                 self._close(out, "completed")
-                call_id = call_id if isinstance(call_id, str) and call_id else new_id("call_")
                 name = name if isinstance(name, str) else ""
-                item = call_item(new_id("fc_"), call_id, name, "", self._tools, "in_progress")
-                call = _Call(key, self._added(out, item), item["id"], call_id, name, item["type"] == "custom_tool_call")
+                item = call_item(new_id("fc_"), unique_call_id(call_id, self._call_ids), name, "", self._tools,
+                                 "in_progress")
+                call = _Call(key, call_id, name, self._added(out, item), item)
                 self._open, self._call = "call", call
             arguments = function.get("arguments")
             if isinstance(arguments, str) and arguments:

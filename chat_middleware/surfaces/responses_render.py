@@ -23,11 +23,15 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ..asgi import SSE_HEADERS
-from ..errors import RequestError, UpstreamStreamError
+from ..errors import RequestError
 from ..shapes import count
 from ..streams import Chunks, StreamDecoder
-from .responses_events import INCOMPLETE, EventStream, new_id, output_items, usage, usage_details
+from .responses_events import (
+    INCOMPLETE, EventStream, call_item, chunk_data, message_item, new_id, reasoning_item, unique_call_id, usage,
+    usage_details,
+)
 from .responses_request import ResponsesContext
+from .responses_tools import ToolRef
 
 if TYPE_CHECKING:
     from ..routing import Target
@@ -85,9 +89,11 @@ class ResponsesRenderer:
         if passthrough:
             return raw
         choice = completion["choices"][0]
-        message = choice.get("message") if isinstance(choice, dict) else None
+        choice = choice if isinstance(choice, dict) else {}
+        message = choice.get("message")
         message = message if isinstance(message, dict) else {}
-        reason = INCOMPLETE.get(choice.get("finish_reason")) if isinstance(choice, dict) else None
+        finish_reason = choice.get("finish_reason")
+        reason = INCOMPLETE.get(finish_reason) if isinstance(finish_reason, str) else None
         output = output_items(message, self.context.tools, "incomplete" if reason else "completed")
         tokens = completion.get("usage")
         tokens = tokens if isinstance(tokens, dict) else {}
@@ -128,14 +134,32 @@ class ResponsesRenderer:
         return error.json()
 
 
+def output_items(message: dict, tools: dict[str, ToolRef], status: str) -> list[dict]:
+    """A Chat completion's message → Response output: reasoning, then the text, then one item per tool call."""
+    items = []
+    thinking = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(thinking, str) and thinking:
+        items.append(reasoning_item(new_id("rs_"), thinking))
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        items.append(message_item(new_id("msg_"), content, status))
+    calls = message.get("tool_calls")
+    seen: set[str] = set()
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        name, arguments = function.get("name"), function.get("arguments")
+        items.append(call_item(new_id("fc_"), unique_call_id(call.get("id"), seen),
+                               name if isinstance(name, str) else "",
+                               arguments if isinstance(arguments, str) and arguments else "{}", tools, status))
+    return items
+
+
 def _response_id(chunks: Chunks) -> str | None:
     """The upstream's response id, from the `response.created` event that opens its stream ("" if none)."""
     for chunk in chunks:
-        try:
-            data = chunk.data
-        except orjson.JSONDecodeError:
-            raise UpstreamStreamError("upstream sent a stream event that is not JSON") from None
-        response = data.get("response") if isinstance(data, dict) else None
+        response = chunk_data(chunk).get("response")
         found = response.get("id") if isinstance(response, dict) else None
         return found if isinstance(found, str) else ""
     return None

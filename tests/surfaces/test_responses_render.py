@@ -8,6 +8,8 @@ import httpx
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai._models import validate_type
 from openai.types.responses import Response, ResponseStreamEvent
 
@@ -15,7 +17,7 @@ from chat_middleware.errors import UpstreamRateLimited, UpstreamStreamError
 from chat_middleware.routing import Target
 from chat_middleware.streams import Chunk, Chunks
 from chat_middleware.surfaces.responses_render import ResponsesRenderer
-from chat_middleware.surfaces.responses_request import responses_request
+from chat_middleware.surfaces.responses_request import responses_context, responses_request
 
 from .test_responses_request import codex_request
 
@@ -81,7 +83,7 @@ def completion(message: dict, finish_reason: str = "stop", usage: dict | None = 
             "usage": usage or {"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11}}
 
 
-def sdk_stream(sse: bytes) -> tuple[list, Response]:
+def sdk_stream(sse: bytes) -> tuple[list, Response | None]:
     """What `client.responses.stream()` makes of the bytes: the SDK's own SSE parser and accumulator."""
     transport = httpx.MockTransport(lambda request: httpx.Response(
         200, headers={"content-type": "text/event-stream"}, content=sse))
@@ -89,7 +91,7 @@ def sdk_stream(sse: bytes) -> tuple[list, Response]:
                            http_client=httpx.Client(transport=transport))
     with client.responses.stream(model="smart", input="hi") as stream:
         seen = list(stream)
-        return seen, stream.get_final_response()
+        return seen, stream.get_final_response() if seen[-1].type == "response.completed" else None
 
 
 # ----- non-streamed
@@ -129,6 +131,14 @@ def test_reasoning_and_tool_calls_come_back_under_the_clients_own_names():
         "custom_tool_call", "apply_patch", "*** P", "call_2")
     assert shell.arguments == "{}" and shell.namespace is None
     assert response.status == "completed" and response.output_text == ""
+
+
+def test_tool_calls_without_an_id_or_sharing_one_get_ids_of_their_own():
+    call = {"type": "function", "function": {"name": "get_goal", "arguments": "{}"}}
+    raw = renderer().completion(completion({"tool_calls": [{**call, "id": "0"}, {**call, "id": "0"}, call]},
+                                           "tool_calls"), b"", False, 1.0)
+    ids = [item.call_id for item in Response.model_validate(orjson.loads(raw)).output]
+    assert ids[0] == "0" and len(set(ids)) == 3 and all(ids)
 
 
 @pytest.mark.parametrize(("finish_reason", "reason"), [("length", "max_output_tokens"),
@@ -280,6 +290,16 @@ def test_passthrough_forwards_bytes_and_its_failure_continues_the_upstreams_numb
     assert failed[0]["response"]["id"] == "resp_up"
 
 
+def test_a_stateful_request_passed_through_still_gets_a_failure_the_sdk_reads():
+    body = {"model": "gpt-5", "input": [{"type": "item_reference", "id": "msg_1"}], "stream": True,
+            "previous_response_id": "resp_prev", "store": True}
+    rendered = ResponsesRenderer("gpt-5", responses_context(body))
+    rendered.serving(TARGET, passthrough=True)
+    failed = events(rendered.stream_error(UpstreamStreamError("upstream error: boom")))[-1]
+    assert failed["response"]["previous_response_id"] == "resp_prev" and failed["response"]["store"] is False
+    Response.model_validate(failed["response"])
+
+
 def test_errors_before_the_answer_use_openais_shape():
     error = UpstreamRateLimited("kimi: slow down")
     assert orjson.loads(renderer().error_body(error)) == {
@@ -302,3 +322,31 @@ def test_a_rendered_tool_call_sent_back_pairs_with_its_output():
             {"id": "call_9", "type": "function", "function": {"name": SPAWN, "arguments": '{"task":"t"}'}}]},
         {"role": "tool", "tool_call_id": "call_9", "content": "agent 1"},
     ]
+
+
+# ----- any canonical stream
+
+PIECE = st.one_of(
+    st.builds(lambda text: delta(reasoning_content=text), st.text(min_size=1, max_size=5)),
+    st.builds(lambda text: delta(reasoning=text), st.text(min_size=1, max_size=5)),
+    st.builds(lambda text: delta(content=text), st.text(min_size=1, max_size=5)),
+    st.builds(lambda index, name, arguments: fragment(index, arguments, f"call_{index}_{name}", name),
+              st.integers(0, 2), st.sampled_from(["exec_command", SPAWN, "unknown"]), st.text(max_size=5)),
+    st.builds(lambda index, arguments: fragment(index, arguments), st.integers(0, 2), st.text(max_size=5)),
+    st.builds(finish_chunk, st.sampled_from(["stop", "tool_calls", "length", "content_filter"])),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(PIECE, max_size=12), st.integers(1, 4))
+def test_any_canonical_stream_is_a_complete_sequence_the_sdk_accepts(pieces, reads):
+    rendered = renderer()
+    sse = b"".join(rendered.chunks(Chunks(pieces[i::reads])) for i in range(reads))
+    seen = events(sse + rendered.finish(counts(1, 1), 1.0))
+    assert [event["sequence_number"] for event in seen] == list(range(len(seen)))
+    added = [event["output_index"] for event in seen if event["type"] == "response.output_item.added"]
+    done = {event["output_index"]: event["item"] for event in seen if event["type"] == "response.output_item.done"}
+    assert added == list(range(len(added))) == sorted(done)
+    assert seen[-1]["type"] in ("response.completed", "response.incomplete")
+    assert seen[-1]["response"]["output"] == [done[index] for index in added]
+    sdk_stream(sse)  # the SDK's accumulator takes it whole
