@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..canonical import ChatRequest
 from ..errors import BadRequest
+from ..transforms.responses import RESPONSES
 from .responses_input import STATELESS, chat_messages
 from .responses_tools import ToolRef, chat_tool_choice, chat_tools, shown
 
@@ -33,6 +35,22 @@ class ResponsesContext:
     stream: bool
     summary: str | None
     """`reasoning.summary` as asked; reasoning text is always given as summary, since the next turn needs it."""
+
+
+def relay_request(raw: bytes, body: dict) -> tuple[ChatRequest, ResponsesContext]:
+    """The relay's request, and its renderer's context, for a Responses body (`raw`, parsed).
+
+    The canonical body is made only if a provider of the chain needs it: one that
+    speaks Responses itself gets `raw` with only `model` rewritten, so what chatd
+    cannot translate (`previous_response_id`, `encrypted_content`) still works there.
+    """
+    context = responses_context(body)
+    request = ChatRequest(RESPONSES, raw, body, stream=context.stream, include_usage=True, translate=_canonical)
+    return request, context
+
+
+def _canonical(body: dict) -> dict:
+    return responses_request(body)[0]
 
 
 def responses_request(body: dict) -> tuple[dict, ResponsesContext]:
@@ -93,10 +111,16 @@ def responses_request(body: dict) -> tuple[dict, ResponsesContext]:
 def responses_context(body: dict, tools: dict[str, ToolRef] | None = None) -> ResponsesContext:
     """The context a renderer answers with, from the request as sent.
 
-    Called alone for a request passed through to an upstream that speaks
-    Responses: nothing is checked (the upstream judges the request), and the
-    echo serves only chatd's own `response.failed`, which stores nothing.
+    Nothing is checked (an upstream that speaks Responses judges the request
+    itself, and a translation checks it), so tools that do not translate map no
+    names; the echo is also what chatd's own `response.failed` repeats, which
+    stores nothing.
     """
+    if tools is None:
+        try:
+            tools = chat_tools(body.get("tools"))[1]
+        except BadRequest:
+            tools = {}
     reasoning = body.get("reasoning")
     reasoning = reasoning if isinstance(reasoning, dict) else {}
     summary = reasoning.get("summary") or reasoning.get("generate_summary")
@@ -111,7 +135,7 @@ def responses_context(body: dict, tools: dict[str, ToolRef] | None = None) -> Re
         "metadata": body.get("metadata") or {}, "user": body.get("user"), "background": False,
     }
     summary = summary if isinstance(summary, str) else None
-    return ResponsesContext(echo, tools or {}, body.get("stream") is True, summary)
+    return ResponsesContext(echo, tools, body.get("stream") is True, summary)
 
 
 def _field(body: dict, key: str, types: type | tuple[type, ...], what: str):

@@ -1,9 +1,9 @@
-"""Same-kind passthrough of Responses answers, for providers that speak the Responses API themselves.
+"""Same-kind passthrough of Responses clients, to providers that speak the Responses API themselves.
 
 An `openai` provider with `responses = true` (OpenAI, OpenRouter) takes a
 Responses request as the client sent it (only `model` rewritten) at
-`{base_url}/responses`; what comes back is forwarded as it came. This module
-reads that answer as little as it can: each event's type from its `event:`
+`{base_url}/responses` (`ResponsesPassage`); what comes back is forwarded as it
+came. This module reads that answer as little as it can: each event's type from its `event:`
 line (or the `type` key that opens its data), and the JSON of only the events
 that carry usage (`response.completed`, `response.incomplete`) or an error
 (`response.failed`, `error`). An error is held back rather than forwarded, so
@@ -13,15 +13,43 @@ the relay can still retry or fall back, or send the renderer's own
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 
 from ..errors import UpstreamError, UpstreamRateLimited, UpstreamStreamError, from_upstream_status
+from ..passthrough import with_model
 from ..shapes import count
 from ..streams import Chunks
 
+if TYPE_CHECKING:
+    from ..canonical import ChatRequest
+
+RESPONSES = "responses"
+"""The client API: OpenAI Responses (surfaces/responses_*)."""
 ENDS = frozenset({b"response.completed", b"response.incomplete"})
 FAILURES = frozenset({b"response.failed", b"error"})
 _TYPE = b'{"type":"'
+
+
+class ResponsesPassage:
+    """A Responses client's own bytes to an upstream that speaks Responses; its usage needs no asking."""
+
+    api = RESPONSES
+    path = "/responses"
+    forward: tuple[str, ...] = ()
+
+    def build(self, request: ChatRequest, model: str) -> bytes:
+        return with_model(request.raw, request.body, model)
+
+    def usage(self, raw: bytes) -> tuple[int, int]:
+        return passthrough_usage(raw)
+
+    def decoder(self, include_usage: bool) -> ResponsesPassthroughDecoder:
+        return ResponsesPassthroughDecoder()
+
+
+RESPONSES_PASSAGE = ResponsesPassage()
 
 
 def passthrough_usage(raw: bytes) -> tuple[int, int]:

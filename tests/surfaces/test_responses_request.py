@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat_middleware.errors import BadRequest
-from chat_middleware.surfaces.responses_request import EFFORTS, responses_request
+from chat_middleware.surfaces.responses_request import EFFORTS, relay_request, responses_request
 from chat_middleware.surfaces.responses_tools import ToolRef
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
@@ -304,6 +304,20 @@ def test_server_side_state_is_refused_with_its_code(key):
 ])
 def test_wrong_types_name_the_field(body, message):
     assert rejected(**body).message == message
+
+
+def test_the_relay_request_translates_only_when_a_provider_needs_it():
+    body = {**codex_request(), "previous_response_id": "resp_prev"}
+    raw = orjson.dumps(body)
+    request, context = relay_request(raw, body)
+    assert (request.api, request.raw, request.stream, request.include_usage) == ("responses", raw, True, True)
+    assert context.tools["multi_agent_v1__wait_agent"] == ToolRef("wait_agent", "multi_agent_v1")
+    assert context.echo["previous_response_id"] == "resp_prev"
+    with pytest.raises(BadRequest) as caught:
+        request.canonical
+    assert caught.value.code == "previous_response_id_unsupported"
+    plain, _ = relay_request(b"{}", codex_request())
+    assert plain.canonical == responses_request(codex_request())[0]
 
 
 # ----- hostile input

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import httpx
 import orjson
 import pytest
 
+from chat_middleware.canonical import ChatRequest
 from chat_middleware.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamStreamError
 from chat_middleware.routing import Target
 from chat_middleware.streams import Chunks
 from chat_middleware.surfaces.responses_render import ResponsesRenderer
 from chat_middleware.surfaces.responses_request import responses_request
-from chat_middleware.transforms.responses import ResponsesPassthroughDecoder, passthrough_usage
+from chat_middleware.transforms.responses import RESPONSES_PASSAGE, ResponsesPassthroughDecoder, passthrough_usage
+from tests.fakes import FakeResponses, Reply
 
 USAGE = {"input_tokens": 21, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 25}
@@ -151,6 +154,57 @@ def test_the_renderer_numbers_its_failure_after_the_forwarded_events():
     data = orjson.loads(failed.split(b"data: ", 1)[1])
     assert (data["type"], data["sequence_number"], data["response"]["id"]) == ("response.failed", 5, "resp_up")
     assert data["response"]["error"] == {"code": "server_error", "message": "upstream error: boom"}
+
+
+def test_the_passage_rewrites_only_the_model_and_keeps_what_chatd_cannot_translate():
+    raw = (b'{"model":"openrouter/openai/gpt-5", "input":[{"type":"reasoning","encrypted_content":"gAAAAB"}],'
+           b'"previous_response_id":"resp_prev","stream":true}')
+    request = ChatRequest("responses", raw, orjson.loads(raw), stream=True)
+    assert RESPONSES_PASSAGE.build(request, "openai/gpt-5") == raw.replace(b"openrouter/openai/gpt-5", b"openai/gpt-5")
+    assert (RESPONSES_PASSAGE.api, RESPONSES_PASSAGE.path) == ("responses", "/responses")
+    assert isinstance(RESPONSES_PASSAGE.decoder(False), ResponsesPassthroughDecoder)
+    assert RESPONSES_PASSAGE.usage(orjson.dumps(response("completed", usage=USAGE))) == (21, 4)
+
+
+# ----- against the fake OpenAI Responses upstream
+
+
+def fake_stream(reply: Reply, size: int) -> bytes:
+    """The raw bytes of a streamed answer from FakeResponses on loopback, read `size` bytes at a time."""
+    with FakeResponses(api_key="sk-fake") as fake:
+        fake.replies["gpt-5"] = reply
+        with httpx.stream("POST", f"{fake.base_url}/responses", headers={"Authorization": "Bearer sk-fake"},
+                          json={"model": "gpt-5", "input": "Weather in Tokyo?", "stream": True,
+                                "reasoning": {"summary": "auto"}}) as answer:
+            return b"".join(answer.iter_raw(size))
+
+
+@pytest.mark.parametrize("size", [5, 4096])
+def test_a_real_shaped_stream_passes_through_whole_with_its_usage(size):
+    reply = Reply(thinking="Needs a tool", tool_calls=[{"name": "get_weather", "arguments": {"city": "Tokyo"}}],
+                  prompt_tokens=17, completion_tokens=9)
+    whole = fake_stream(reply, size)
+    decoder, forwarded, _ = run([whole[i:i + size] for i in range(0, len(whole), size)])
+    assert forwarded == whole and decoder.done and decoder.started
+    assert (decoder.prompt_tokens, decoder.completion_tokens) == (17, 9)
+
+
+@pytest.mark.parametrize("fail_event", ["", "error"])
+def test_a_real_shaped_failure_is_held_back_and_answered_in_sequence(fail_event):
+    whole = fake_stream(Reply(fail_after=3, error="model crashed", fail_event=fail_event), 4096)
+    decoder = ResponsesPassthroughDecoder()
+    _, context = responses_request({"model": "gpt-5", "input": "Weather in Tokyo?", "stream": True})
+    renderer = ResponsesRenderer("gpt-5", context)
+    renderer.serving(Target("openai", "gpt-5", "prefix", True), passthrough=True)
+    sent = renderer.chunks(decoder.feed(whole))
+    assert decoder.failure is not None and "model crashed" in decoder.failure.message
+    assert whole.startswith(sent) and b"model crashed" not in sent
+    ours = renderer.stream_error(decoder.failure)
+    numbers = [orjson.loads(line[6:])["sequence_number"] for line in (sent + ours).split(b"\n")
+               if line.startswith(b"data: ")]
+    assert numbers == list(range(len(numbers)))
+    first = orjson.loads(sent.split(b"\n")[1][6:])
+    assert orjson.loads(ours.split(b"data: ")[1])["response"]["id"] == first["response"]["id"]
 
 
 # ----- non-streamed
