@@ -1,8 +1,10 @@
 """OpenAI Responses requests (`POST /v1/chat/responses`) → chatd's canonical Chat Completions body.
 
-chatd is stateless: whatever needs server-side history (`previous_response_id`,
-`conversation`, `item_reference`, a stored `prompt`) is a 400 that says to send
-the whole conversation; `store` is accepted and nothing is stored.
+chatd is stateless: translated, whatever needs server-side history
+(`previous_response_id`, `conversation`, `item_reference`, a stored `prompt`)
+is a 400 that says to send the whole conversation, and `store` is accepted
+with nothing stored. A provider that speaks Responses itself gets the request
+as sent (`relay_request`), state and all.
 
 Input items become messages in `responses_input`, tools functions in
 `responses_tools`. Unknown top-level fields are ignored, as Codex sends some
