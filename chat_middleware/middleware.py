@@ -159,7 +159,7 @@ class ChatMiddleware:
             if not self._started:  # a server that sends no lifespan events
                 runtime.open()
                 self._start_watching()
-            handler = self._routes.get((scope["method"], path))
+            handler = self._routes.get((scope["method"], path)) or _prefixed(scope["method"], path)
             if runtime.config.client_keys and path != HEALTH:
                 _authorize(scope, runtime.config.client_keys)
             if handler is None:
@@ -206,6 +206,14 @@ def _authorize(scope: Scope, keys: frozenset[str]) -> None:
         valid |= hmac.compare_digest(token.strip(), key.encode())
     if scheme.lower() != b"bearer" or not valid:
         raise Unauthorized("a valid 'Authorization: Bearer <key>' header is required")
+
+
+def _prefixed(method: str, path: str) -> Handler | None:
+    """The endpoint of a path with an id in it (`GET /v1/chat/responses/{id}`)."""
+    for allowed, prefix, handler in surfaces.PREFIXED:
+        if method == allowed and path.startswith(PREFIX + prefix):
+            return handler
+    return None
 
 
 def _error_body(path: str, error: RequestError) -> bytes | None:

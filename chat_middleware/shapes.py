@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from .errors import BadRequest
+from .errors import BadRequest, UpstreamError
 
 
 def parse_json_object(raw: bytes) -> dict:
@@ -23,6 +23,17 @@ def parse_json_object(raw: bytes) -> dict:
         raise BadRequest(f"request body is not valid JSON: {exc.msg}") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def answer_object(raw: bytes) -> dict:
+    """An upstream's non-streamed answer as a JSON object, or the UpstreamError it is."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("upstream answered with a body that is not JSON") from None
+    if not isinstance(body, dict):
+        raise UpstreamError("upstream answered with JSON that is not an object")
     return body
 
 

@@ -6,7 +6,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.fakes import FakeOllama, FakeOpenAI
+from tests.fakes import FakeOllama, FakeOpenAI, FakeResponses
 from tests.harness import ChatdServer, write_config
 
 KEYS = {
@@ -15,6 +15,7 @@ KEYS = {
     "OPENCODE_API_KEY": "sk-zen-secret-0003",
     "KIMI_API_KEY": "sk-kimi-secret-0004",
     "GROQ_API_KEY": "gsk-secret-0005",
+    "OPENAI_API_KEY": "sk-openai-secret-0006",
 }
 MODELS = ("qwen3:8b", "qwen3:4b", "llama3.2", "gpt-oss:20b")
 
@@ -56,23 +57,32 @@ def groq() -> Iterator[FakeOpenAI]:
     yield from _openai("openai", KEYS["GROQ_API_KEY"], ("llama-3.3-70b",))
 
 
+@pytest.fixture(scope="session")
+def openai_api() -> Iterator[FakeResponses]:
+    """OpenAI itself: Chat Completions and the Responses API (`responses = true`)."""
+    with FakeResponses(api_key=KEYS["OPENAI_API_KEY"], base_path="/v1", models=("gpt-5", "gpt-4.1")) as fake:
+        yield fake
+
+
 NO_RETRIES = "retries = 0\ncooldown_s = 0"
 """Error-row tests want one attempt per request and no provider sitting out."""
 
 
-def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, extra: str = "",
+def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, openai, extra: str = "",
                  base: str = NO_RETRIES, blocks: dict[str, str] | None = None) -> str:
     """A lakehouse.toml with every provider pointed at its loopback fake; `blocks` adds lines to a
     provider's block: blocks={"kimi": 'forward_headers = ["user-agent"]'}."""
     blocks = {"kimi": "forward_headers = []  # the suite's clients are not agents; test_identity covers it",
               **(blocks or {})}
-    more = {name: blocks.get(name, "") for name in ("ollama_cloud", "openrouter", "opencode", "kimi", "groq")}
+    more = {name: blocks.get(name, "") for name in ("ollama_cloud", "openrouter", "opencode", "kimi", "groq",
+                                                    "openai")}
     return f"""
 [models]
 fast = "ollama/qwen3:4b"
 default = "qwen3:8b"
 smart = ["kimi/kimi-for-coding", "kimi-k2.6:cloud"]
 router = "openrouter/moonshotai/kimi-k2"
+coder = ["openai/gpt-5", "qwen3:8b"]
 
 [chatd]
 ollama_url = "{ollama.url}"
@@ -103,16 +113,27 @@ base_url = "{groq.url}/v1"
 key_env = "GROQ_API_KEY"
 {more["groq"]}
 
+[chatd.providers.openai]
+transform = "openai"
+base_url = "{openai.url}/v1"
+key_env = "OPENAI_API_KEY"
+responses = true
+{more["openai"]}
+
 [[chatd.routes]]
 prefix = "groq/"
 provider = "groq"
+
+[[chatd.routes]]
+prefix = "openai/"
+provider = "openai"
 """
 
 
 @pytest.fixture(scope="session")
-def upstreams(ollama, ollama_cloud, openrouter, opencode, kimi, groq) -> dict:
+def upstreams(ollama, ollama_cloud, openrouter, opencode, kimi, groq, openai_api) -> dict:
     return {"ollama": ollama, "ollama_cloud": ollama_cloud, "openrouter": openrouter,
-            "opencode": opencode, "kimi": kimi, "groq": groq}
+            "opencode": opencode, "kimi": kimi, "groq": groq, "openai": openai_api}
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +164,7 @@ def make_chatd(upstreams, tmp_path) -> Iterator[Callable[..., ChatdServer]]:
 
 
 _FAKES = frozenset({"upstreams", "gateway", "make_chatd", "ollama", "ollama_cloud", "openrouter", "opencode",
+                    "openai_api",
                     "kimi", "groq"})
 
 
@@ -158,3 +180,4 @@ def _reset_fakes(request) -> Iterator[None]:
     for fake in fakes:
         fake.replies.clear()
         fake.requests.clear()
+        getattr(fake, "stored", {}).clear()

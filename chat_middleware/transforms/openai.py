@@ -17,8 +17,9 @@ import orjson
 from ..canonical import CHAT, ChatRequest
 from ..errors import UpstreamError, UpstreamStreamError, from_upstream_status, upstream_error_message
 from ..passthrough import with_field, with_model
-from ..shapes import count, encode_request
+from ..shapes import answer_object, count, encode_request
 from ..streams import Chunk, Chunks, SSESplitter
+from .responses import RESPONSES, RESPONSES_PASSAGE
 
 if TYPE_CHECKING:
     from ..settings import ProviderConfig
@@ -59,7 +60,7 @@ class OpenAIChat:
         return _encoded(body, model, stream)
 
     def passages(self, provider: ProviderConfig) -> Mapping[str, Passage]:
-        return _CHAT_ONLY
+        return _CHAT_AND_RESPONSES if provider.responses else _CHAT_ONLY
 
     def completion(self, raw: bytes) -> dict:
         return checked_completion(raw)
@@ -81,12 +82,7 @@ def _encoded(body: dict, model: str, stream: bool) -> bytes:
 
 def checked_completion(raw: bytes) -> dict:
     """A non-streamed answer as an object, or the error it is: not JSON, an in-band error, no choices."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("upstream answered with a body that is not JSON") from None
-    if not isinstance(body, dict):
-        raise UpstreamError("upstream answered with JSON that is not an object")
+    body = answer_object(raw)
     if body.get("error"):  # OpenRouter reports some failures with HTTP 200; `"error": null` is none
         raise in_band_error(body)
     choices = body.get("choices")
@@ -123,6 +119,7 @@ class ChatPassage:
 
 CHAT_PASSAGE = ChatPassage()
 _CHAT_ONLY = {CHAT: CHAT_PASSAGE}
+_CHAT_AND_RESPONSES = {CHAT: CHAT_PASSAGE, RESPONSES: RESPONSES_PASSAGE}
 
 
 def has_content(chunks: Chunks) -> bool:

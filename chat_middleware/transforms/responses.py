@@ -19,7 +19,7 @@ import orjson
 
 from ..errors import UpstreamError, UpstreamRateLimited, UpstreamStreamError, from_upstream_status
 from ..passthrough import with_model
-from ..shapes import count
+from ..shapes import answer_object, count
 from ..streams import Chunks
 
 if TYPE_CHECKING:
@@ -54,12 +54,7 @@ RESPONSES_PASSAGE = ResponsesPassage()
 
 def passthrough_usage(raw: bytes) -> tuple[int, int]:
     """Input and output tokens of a non-streamed Response; an error body or a failed Response raises."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("upstream answered with a body that is not JSON") from None
-    if not isinstance(body, dict):
-        raise UpstreamError("upstream answered with JSON that is not an object")
+    body = answer_object(raw)
     if body.get("error") or body.get("status") == "failed":
         raise failure(body.get("error"), raw)
     return _usage(body.get("usage"))
@@ -138,8 +133,8 @@ class ResponsesPassthroughDecoder:
                     response = _load(payload).get("response")
                     if isinstance(response, dict):
                         self.prompt_tokens, self.completion_tokens = _usage(response.get("usage"))
-                elif kind.endswith(b".delta") or kind == b"response.output_item.added":
-                    self.started = True
+                elif kind.endswith(b".delta") or kind == b"response.output_item.done":
+                    self.started = True  # an item opened but still empty can yet be taken back
             start = stop
         return Chunks(sse=block[:start], payloads=payloads)
 

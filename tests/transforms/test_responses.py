@@ -78,12 +78,13 @@ def test_an_unfinished_event_waits_for_the_rest():
     assert decoder.feed(events[1][20:]).sse == events[1]
 
 
-def test_started_at_the_first_output_item_not_before():
+def test_started_at_the_first_output_not_at_an_empty_item():
+    """An opened item without content can still be taken back: a failure then falls back."""
     events = stream()
     decoder = ResponsesPassthroughDecoder()
-    decoder.feed(events[0] + events[1])
+    decoder.feed(b"".join(events[:4]))
     assert not decoder.started
-    decoder.feed(events[2])
+    decoder.feed(events[4])
     assert decoder.started and not decoder.done
 
 
