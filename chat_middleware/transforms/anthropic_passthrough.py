@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError
 from ..streams import Chunks
-from .anthropic_response import Usage, anthropic_error
+from .anthropic_response import EventStream, Usage, anthropic_error
 
 _READ = b'"message_'
 """How the events that carry usage or the end are found (message_start, _delta, _stop); a quote
@@ -28,7 +28,7 @@ _STARTED = b'"content_block_start"'
 _EVENT_END = re.compile(rb"(\r\n\r\n|\n\n|\r\r)")
 
 
-class AnthropicPassthroughDecoder:
+class AnthropicPassthroughDecoder(EventStream):
     """Anthropic SSE → the same bytes, as `Chunks(sse=events, payloads=[data of each event])`.
 
     `started` is set at the first content_block_start (or the message_delta of an
@@ -37,22 +37,11 @@ class AnthropicPassthroughDecoder:
     or fall back when nothing was sent, or send the surface's own error event.
     """
 
-    __slots__ = ("_tail", "_usage", "done", "failure", "started")
+    __slots__ = ("_tail",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._tail = b""
-        self._usage = Usage()
-        self.done = False
-        self.failure: UpstreamError | None = None
-        self.started = False
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self._usage.prompt
-
-    @property
-    def completion_tokens(self) -> int:
-        return self._usage.output
 
     def feed(self, data: bytes) -> Chunks:
         if self.done or self.failure:
@@ -78,15 +67,19 @@ class AnthropicPassthroughDecoder:
 
     def _forward(self, events: bytes) -> Chunks:
         """Whole events → what is forwarded of them; only events with a needle are parsed."""
-        if events.find(b"\r") >= 0:  # not how Anthropic frames events, but SSE allows it
+        crlf = events.find(b"\r") >= 0  # not how Anthropic frames events, but SSE allows it
+        if not crlf and events.find(_READ) < 0 and events.find(_ERROR) < 0:  # deltas and pings: most reads
+            if not self.started and events.find(_STARTED) >= 0:
+                self.started = True
+            if events.find(b"\n\n") == len(events) - 2:  # one event
+                return Chunks(sse=events, payloads=[_payload(events[:-2])])
+            payloads = [payload for part in events.split(b"\n\n")[:-1] if (payload := _payload(part))]
+            return Chunks(sse=events, payloads=payloads)
+        if crlf:
             pieces = _EVENT_END.split(events)  # event, its end, event, its end, …, b""
             parts = [pieces[k] + pieces[k + 1] for k in range(0, len(pieces) - 1, 2)]
         else:
             parts = [part + b"\n\n" for part in events.split(b"\n\n")[:-1]]
-        if events.find(_READ) < 0 and events.find(_ERROR) < 0:  # deltas and pings: most reads
-            if not self.started and events.find(_STARTED) >= 0:
-                self.started = True
-            return Chunks(sse=events, payloads=[payload for part in parts if (payload := _payload(part))])
         kept: list[bytes] = []
         payloads: list[bytes] = []
         for part in parts:
@@ -157,6 +150,8 @@ def _end_of_events(buffer: bytes) -> int:
 
 def _payload(event: bytes) -> bytes:
     """The data of one event: its `data:` lines joined, as SSE says (b"" for none)."""
-    lines = event.splitlines()
-    data = [line[6:] if line[5:6] == b" " else line[5:] for line in lines if line.startswith(b"data:")]
+    at = event.find(b"\ndata: ")
+    if at >= 0 and event.find(b"\n", at + 1) < 0 and event.startswith(b"event: "):
+        return event[at + 7:]  # `event: …` and one `data: …` line: how Anthropic frames every event
+    data = [line[6:] if line[5:6] == b" " else line[5:] for line in event.splitlines() if line.startswith(b"data:")]
     return data[0] if len(data) == 1 else b"\n".join(data)

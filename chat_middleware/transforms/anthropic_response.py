@@ -22,6 +22,9 @@ ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "bill
                 "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
                 "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 """Anthropic `error.type` → the HTTP status Anthropic answers it with (§9.4)."""
+TEXTS = {"text_delta": ("content", "text"), "thinking_delta": ("reasoning_content", "thinking"),
+         "text": ("content", "text"), "thinking": ("reasoning_content", "thinking")}
+"""Deltas and block starts that carry text: the canonical delta key, and the field the text is in."""
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
                   "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
 
@@ -106,7 +109,27 @@ def to_completion(raw: bytes) -> dict:
     }
 
 
-class AnthropicStreamDecoder:
+class EventStream:
+    """What reading an Anthropic event stream keeps, translated or passed through (StreamDecoder's state)."""
+
+    __slots__ = ("_usage", "done", "failure", "started")
+
+    def __init__(self) -> None:
+        self._usage = Usage()
+        self.done = False  # message_stop came
+        self.failure: UpstreamError | None = None
+        self.started = False  # True once the answer has begun: from then on no retry, no fallback
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self._usage.prompt
+
+    @property
+    def completion_tokens(self) -> int:
+        return self._usage.output
+
+
+class AnthropicStreamDecoder(EventStream):
     """Anthropic SSE → canonical chunks: the role first, one chunk per delta, the finish, usage if asked.
 
     Tool calls are numbered in the order their blocks start; a tool block whose
@@ -114,10 +137,10 @@ class AnthropicStreamDecoder:
     arguments fragment at the block's stop, unless input deltas came.
     """
 
-    __slots__ = ("_sse", "_include_usage", "_id", "_created", "_model", "_role", "_tools", "_held",
-                 "_finished", "_usage", "done", "failure", "started")
+    __slots__ = ("_sse", "_include_usage", "_id", "_created", "_model", "_role", "_tools", "_held", "_finished")
 
     def __init__(self, include_usage: bool) -> None:
+        super().__init__()
         self._sse = SSESplitter()
         self._include_usage = include_usage
         self._id = "chatcmpl-" + os.urandom(12).hex()
@@ -127,18 +150,6 @@ class AnthropicStreamDecoder:
         self._tools: dict[int, int] = {}  # block index → tool call index
         self._held: dict[int, dict] = {}  # block index → input that came in the block's start
         self._finished = False
-        self._usage = Usage()
-        self.done = False
-        self.failure: UpstreamError | None = None
-        self.started = False
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self._usage.prompt
-
-    @property
-    def completion_tokens(self) -> int:
-        return self._usage.output
 
     def feed(self, data: bytes) -> Chunks:
         return self._chunks(self._sse.feed(data))
@@ -169,10 +180,8 @@ class AnthropicStreamDecoder:
             delta = data.get("delta")
             delta = delta if isinstance(delta, dict) else {}
             what = delta.get("type")
-            if what == "text_delta":
-                self._content("content", delta.get("text"), out)
-            elif what == "thinking_delta":
-                self._content("reasoning_content", delta.get("thinking"), out)
+            if isinstance(what, str) and what in TEXTS:
+                self._content(what, delta, out)
             elif what == "input_json_delta" and isinstance(index, int) and index in self._tools:
                 self._held.pop(index, None)
                 partial = delta.get("partial_json")
@@ -182,10 +191,8 @@ class AnthropicStreamDecoder:
             block = data.get("content_block")
             block = block if isinstance(block, dict) else {}
             what = block.get("type")
-            if what == "text":
-                self._content("content", block.get("text"), out)
-            elif what == "thinking":
-                self._content("reasoning_content", block.get("thinking"), out)
+            if isinstance(what, str) and what in TEXTS:
+                self._content(what, block, out)
             elif what == "tool_use" and isinstance(index, int):
                 self._tools[index] = len(self._tools)
                 if isinstance(block.get("input"), dict) and block["input"]:
@@ -218,7 +225,9 @@ class AnthropicStreamDecoder:
                                        "model": self._model, "choices": [], "usage": self._usage.openai()}))
         # ping and event types chatd does not know are ignored, as Anthropic asks; `_object` raised on errors
 
-    def _content(self, key: str, text: object, out: list[Chunk]) -> None:
+    def _content(self, kind: str, source: dict, out: list[Chunk]) -> None:
+        key, field = TEXTS[kind]
+        text = source.get(field)
         if isinstance(text, str) and text:
             out.append(self._chunk({key: text}))
 

@@ -31,7 +31,9 @@ def build(messages: list, provider: object = PROVIDER, stream: bool = False, **f
 
 
 def sse(*events: dict) -> bytes:
-    return b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events)
+    """Events as Anthropic frames them, each named by its type."""
+    return b"".join(b"event: " + (e["type"] if isinstance(e["type"], str) else "odd").encode() + b"\ndata: "
+                    + orjson.dumps(e) + b"\n\n" for e in events)
 
 
 def anthropic_stream(stop_reason: str = "tool_use") -> bytes:
@@ -442,6 +444,33 @@ def test_a_rendered_stream_decodes_back_to_the_same_content():
     assert {k: result[k] for k in ("content", "reasoning", "calls", "finish")} == {
         k: original[k] for k in ("content", "reasoning", "calls", "finish")}
     assert (decoder.prompt_tokens, decoder.completion_tokens) == (40, 20)
+
+
+EVENT = st.fixed_dictionaries(
+    {"type": st.sampled_from(["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                              "message_delta", "message_stop", "ping", "error"]) | CANONICAL},
+    optional={"index": st.integers(-1, 3) | CANONICAL, "message": CANONICAL, "usage": CANONICAL,
+              "content_block": st.fixed_dictionaries({"type": st.sampled_from(["text", "thinking", "tool_use"])},
+                                                     optional={"text": CANONICAL, "thinking": CANONICAL,
+                                                               "input": CANONICAL, "id": CANONICAL}),
+              "delta": st.fixed_dictionaries({"type": st.sampled_from(["text_delta", "thinking_delta",
+                                                                       "input_json_delta"]) | CANONICAL},
+                                             optional={"text": CANONICAL, "partial_json": CANONICAL,
+                                                       "stop_reason": CANONICAL}),
+              "error": CANONICAL},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=st.lists(EVENT, max_size=8), passthrough=st.booleans())
+def test_hostile_streams_are_only_ever_an_upstream_error(stream, passthrough):
+    decoder = AnthropicPassthroughDecoder() if passthrough else ANTHROPIC.decoder(True)
+    for chunk in decoder.feed(sse(*stream)):
+        chunk.data  # every chunk handed on is JSON
+    try:
+        decoder.close()
+    except UpstreamError:
+        pass
 
 
 # ----- same-kind passthrough
