@@ -13,7 +13,8 @@ from __future__ import annotations
 import orjson
 
 from ..errors import BadRequest
-from ..transforms.anthropic_messages import shown, within
+from ..shapes import shown
+from ..transforms.anthropic_messages import within
 
 SERVER_BLOCKS = ("server_tool_use", "mcp_tool_use")
 """Blocks of tools Anthropic runs itself (with every `*_tool_result` but `tool_result`)."""

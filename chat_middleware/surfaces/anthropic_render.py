@@ -9,7 +9,8 @@ text, each tool call) and closed when the kind changes.
 
 What cannot be carried, and what is sent instead:
 - Thinking blocks have no real signature: they carry `UNSIGNED`, which chatd's
-  own request translation ignores (a real Anthropic upstream would reject it).
+  own request translation ignores and its Anthropic passthrough takes out (a
+  real Anthropic upstream would reject it).
 - An answer with no content at all is one empty text block, so that clients
   reading `content[0].text` work.
 - `message_start` reports 0 input tokens (the count comes with the end);
@@ -28,12 +29,11 @@ from ..errors import RequestError, UpstreamError
 from ..render import first_choices
 from ..shapes import count
 from ..streams import Chunks, StreamDecoder
+from ..transforms.anthropic_passthrough import UNSIGNED
 
 if TYPE_CHECKING:
     from ..routing import Target
 
-UNSIGNED = "chatd-unsigned"
-"""The signature of a thinking block chatd made from another API's reasoning text."""
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "content_filter": "refusal", "function_call": "tool_use"}
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

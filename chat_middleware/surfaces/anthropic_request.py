@@ -36,7 +36,8 @@ from __future__ import annotations
 import orjson
 
 from ..errors import BadRequest
-from ..transforms.anthropic_messages import shown
+from ..shapes import integer_field, number_field, shown
+from ..transforms.anthropic_messages import within
 from .anthropic_content import canonical_messages, string
 
 EFFORTS = frozenset(("none", "minimal", "low", "medium", "high", "xhigh", "max"))
@@ -51,11 +52,9 @@ def messages_request(body: dict) -> dict:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest(f"model: a non-empty string is required, got {shown(model)}")
-    max_tokens = body.get("max_tokens")
+    max_tokens = integer_field(body, "max_tokens", 0)
     if max_tokens is None:
         raise BadRequest("max_tokens: Field required")
-    if not _is_int(max_tokens) or max_tokens < 0:
-        raise BadRequest(f"max_tokens must be a non-negative integer, got {shown(max_tokens)}")
     request: dict = {"model": model, "messages": canonical_messages(body.get("messages"), body.get("system")),
                      "max_tokens": max_tokens}
     _sampling(body, request)
@@ -95,16 +94,10 @@ def count_tokens_estimate(body: dict) -> int:
 
 def _sampling(body: dict, request: dict) -> None:
     for name in ("temperature", "top_p"):
-        value = body.get(name)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise BadRequest(f"{name} must be a number, got {shown(value)}")
-            request[name] = value
-    top_k = body.get("top_k")
-    if top_k is not None:
-        if not _is_int(top_k):
-            raise BadRequest(f"top_k must be an integer, got {shown(top_k)}")
-        request["top_k"] = top_k
+        if number_field(body, name) is not None:
+            request[name] = body[name]
+    if integer_field(body, "top_k") is not None:
+        request["top_k"] = body["top_k"]
     stop = body.get("stop_sequences")
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
@@ -195,9 +188,12 @@ def _reasoning(body: dict, request: dict) -> None:
     if thinking is not None:
         kind = thinking.get("type") if isinstance(thinking, dict) else None
         if kind == "enabled":
-            budget = thinking.get("budget_tokens")
-            if not _is_int(budget) or budget < 0:
-                raise BadRequest(f"thinking.budget_tokens must be a non-negative integer, got {shown(budget)}")
+            try:
+                budget = integer_field(thinking, "budget_tokens", 0)
+            except BadRequest as exc:
+                raise within(exc, "thinking.") from None
+            if budget is None:
+                raise BadRequest("thinking.budget_tokens: Field required")
             effort = next((level for floor, level in BUDGET_EFFORTS if budget >= floor), "minimal")
         elif kind == "disabled":
             effort = "none"
@@ -207,10 +203,6 @@ def _reasoning(body: dict, request: dict) -> None:
             raise BadRequest(f"thinking.type must be enabled, disabled or adaptive, got {shown(kind)}")
     if effort in EFFORTS:
         request["reasoning_effort"] = effort
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _chars(content: object) -> int:

@@ -31,16 +31,19 @@ both are re-exported here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import BadRequest
-from ..shapes import encode_request
-from .anthropic_messages import shown, to_messages
-from .anthropic_passthrough import AnthropicPassthroughDecoder, passthrough_usage  # noqa: F401  (re-exported)
+from ..shapes import encode_request, integer_field, number_field, shown
+from .anthropic_messages import to_messages
+from .anthropic_passthrough import (  # noqa: F401  (AnthropicPassthroughDecoder, passthrough_usage: re-exported)
+    API, PASSAGE, AnthropicPassage, AnthropicPassthroughDecoder, passthrough_usage,
+)
 from .anthropic_response import AnthropicStreamDecoder, to_completion
 
 if TYPE_CHECKING:
-    from ..config import ProviderConfig
+    from ..settings import ProviderConfig
+    from .base import Passage
 
 VERSION = "2023-06-01"
 """The `anthropic-version` chatd speaks when it translates."""
@@ -54,13 +57,12 @@ TOOL_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": 
 class AnthropicMessages:
     name = "anthropic"
     path = "/v1/messages"
-    passthrough = False
 
     def build(self, body: dict, model: str, provider: ProviderConfig, stream: bool) -> bytes:
         system, messages = to_messages(body.get("messages"))
-        max_tokens = _integer(body, "max_completion_tokens", 1)
+        max_tokens = integer_field(body, "max_completion_tokens", 1)
         if max_tokens is None:
-            max_tokens = _integer(body, "max_tokens", 1)
+            max_tokens = integer_field(body, "max_tokens", 1)
         if max_tokens is None:
             max_tokens = getattr(provider, "default_max_tokens", DEFAULT_MAX_TOKENS)
         upstream: dict = {"model": model, "max_tokens": max_tokens}
@@ -77,9 +79,9 @@ class AnthropicMessages:
             upstream["thinking"] = {"type": "enabled", "budget_tokens": budget}
         else:
             for name in ("temperature", "top_p"):
-                if _number(body, name) is not None:
+                if number_field(body, name) is not None:
                     upstream[name] = body[name]
-            if _integer(body, "top_k") is not None:
+            if integer_field(body, "top_k") is not None:
                 upstream["top_k"] = body["top_k"]
         stop = _stop(body.get("stop"))
         if stop:
@@ -93,15 +95,22 @@ class AnthropicMessages:
         upstream["stream"] = bool(stream)
         return encode_request(upstream)
 
-    def headers(self, api_key: str) -> dict[str, str]:
-        """The provider headers of a translated request: Anthropic's key header, not Authorization."""
-        return {"x-api-key": api_key, "anthropic-version": VERSION}
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """Anthropic's key header (not Authorization) and the API version chatd translates to; a
+        passed-through client's own anthropic-version (PASSAGE.forward) replaces it."""
+        return {"x-api-key": api_key, "anthropic-version": VERSION} if api_key else {"anthropic-version": VERSION}
+
+    def passages(self, provider: ProviderConfig) -> Mapping[str, Passage]:
+        return _ANTHROPIC_ONLY
 
     def completion(self, raw: bytes) -> dict:
         return to_completion(raw)
 
     def decoder(self, include_usage: bool) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(include_usage)
+
+
+_ANTHROPIC_ONLY = {API: PASSAGE}
 
 
 def to_tools(body: dict) -> tuple[list[dict], dict | None]:
@@ -189,20 +198,3 @@ def _schema(spec: object) -> dict | None:
         raise BadRequest("response_format must be {type: text|json_object} or "
                          "{type: json_schema, json_schema: {name, schema}}")
     return schema
-
-
-def _number(body: dict, key: str) -> float | int | None:
-    value = body.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise BadRequest(f"{key} must be a number, got {shown(value)}")
-    return value
-
-
-def _integer(body: dict, key: str, minimum: int | None = None) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        wanted = "an integer" if minimum is None else f"an integer of at least {minimum}"
-        raise BadRequest(f"{key} must be {wanted}, got {value if type(value) is int else shown(value)}")
-    return value

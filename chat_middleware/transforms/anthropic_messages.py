@@ -14,6 +14,7 @@ import re
 import orjson
 
 from ..errors import BadRequest
+from ..shapes import shown
 
 _NOT_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -189,10 +190,3 @@ def _arguments(arguments: object, j: int) -> dict:
 
 def _tool_id(call_id: str) -> str:
     return call_id if _NOT_ID.search(call_id) is None else _NOT_ID.sub("_", call_id)
-
-
-def shown(value: object) -> str:
-    """A short, safe rendering of a bad value for an error message."""
-    if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:40] + "…")
-    return "null" if value is None else type(value).__name__

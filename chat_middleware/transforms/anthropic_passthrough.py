@@ -6,17 +6,34 @@ citations, server tools, cache counts, event types chatd does not know) is lost.
 The decoder forwards whole events only, keeping an unfinished one for the next
 read, and parses just the events that carry usage or an error: the rest (the
 deltas, nearly all of a stream) are found and framed with byte searches.
+
+One thing is taken out of the request: thinking blocks chatd itself made from
+another provider's reasoning (signed `UNSIGNED`, when a conversation moved from
+a translated provider to this one), which Anthropic would reject for their
+signature. A request without any goes as it came.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError
+from ..passthrough import with_model
+from ..shapes import encode_request
 from ..streams import Chunks
 from .anthropic_response import EventStream, Usage, anthropic_error
+
+if TYPE_CHECKING:
+    from ..canonical import ChatRequest
+
+API = "anthropic"
+"""The surface (client API) an `anthropic` provider serves as it is."""
+UNSIGNED = "chatd-unsigned"
+"""The signature of a thinking block chatd made from another API's reasoning text (surfaces/anthropic_render)."""
+_UNSIGNED = b'"chatd-unsigned"'
 
 _READ = b'"message_'
 """How the events that carry usage or the end are found (message_start, _delta, _stop); a quote
@@ -26,6 +43,45 @@ _ERROR = b'"error"'
 _STARTED = b'"content_block_start"'
 """How the first block is found: the answer has begun."""
 _EVENT_END = re.compile(rb"(\r\n\r\n|\n\n|\r\r)")
+
+
+class AnthropicPassage:
+    """An Anthropic Messages client's own bytes to an `anthropic` provider (a Passage)."""
+
+    api = API
+    path = "/v1/messages"
+    forward = ("anthropic-version", "anthropic-beta")
+    """The client's own API version and betas go upstream with its bytes."""
+
+    def build(self, request: ChatRequest, model: str) -> bytes:
+        if request.raw.find(_UNSIGNED) >= 0 and isinstance(request.body.get("messages"), list):
+            return encode_request({**request.body, "model": model, "messages": _signed(request.body["messages"])})
+        return with_model(request.raw, request.body, model)
+
+    def usage(self, raw: bytes) -> tuple[int, int]:
+        return passthrough_usage(raw)
+
+    def decoder(self, include_usage: bool) -> AnthropicPassthroughDecoder:
+        return AnthropicPassthroughDecoder()
+
+
+PASSAGE = AnthropicPassage()
+
+
+def _signed(messages: list) -> list:
+    """`messages` without chatd's unsigned thinking blocks (and without a turn they alone made up)."""
+    out = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            kept = [block for block in content if not (
+                isinstance(block, dict) and block.get("type") == "thinking" and block.get("signature") == UNSIGNED)]
+            if not kept and content:
+                continue
+            if len(kept) != len(content):
+                message = {**message, "content": kept}
+        out.append(message)
+    return out
 
 
 class AnthropicPassthroughDecoder(EventStream):

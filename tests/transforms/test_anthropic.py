@@ -9,14 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat_middleware.config import ProviderConfig
+from chat_middleware.settings import ProviderConfig
+from chat_middleware.canonical import ChatRequest
 from chat_middleware.errors import (
     BadRequest, UpstreamAuth, UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamStreamError,
 )
 from chat_middleware.streams import Chunks
-from chat_middleware.surfaces.anthropic_render import AnthropicRenderer
+from chat_middleware.surfaces.anthropic_render import UNSIGNED, AnthropicRenderer
 from chat_middleware.surfaces.anthropic_request import messages_request
 from chat_middleware.transforms.anthropic import AnthropicMessages, AnthropicPassthroughDecoder, passthrough_usage
+from tests.fakes.anthropic_checks import check_body
 from tests.surfaces.test_anthropic_request import claude_code_body
 from tests.surfaces.test_anthropic_render import Counts, canonical_stream, render
 
@@ -26,8 +28,11 @@ USER = {"role": "user", "content": "hi"}
 
 
 def build(messages: list, provider: object = PROVIDER, stream: bool = False, **fields) -> dict:
-    return orjson.loads(ANTHROPIC.build({"model": "anthropic/claude", "messages": messages, **fields}, "claude",
+    """The request the transform sends, which must pass the checks of Anthropic's API (tests/fakes)."""
+    body = orjson.loads(ANTHROPIC.build({"model": "anthropic/claude", "messages": messages, **fields}, "claude",
                                         provider, stream))
+    assert check_body(body) is None, check_body(body)
+    return body
 
 
 def sse(*events: dict) -> bytes:
@@ -254,12 +259,14 @@ def test_a_request_anthropic_cannot_take_is_a_400_naming_the_field(messages, fie
 
 def test_headers_carry_the_key_as_anthropic_wants_it():
     assert ANTHROPIC.headers("sk-ant-1") == {"x-api-key": "sk-ant-1", "anthropic-version": "2023-06-01"}
-    assert (ANTHROPIC.name, ANTHROPIC.path, ANTHROPIC.passthrough) == ("anthropic", "/v1/messages", False)
+    assert ANTHROPIC.headers(None) == {"anthropic-version": "2023-06-01"}
+    assert (ANTHROPIC.name, ANTHROPIC.path) == ("anthropic", "/v1/messages")
 
 
 def test_a_tool_round_trip_through_both_directions_keeps_the_pairing():
     """Claude Code's request → canonical → an Anthropic upstream: each tool_use is answered by the next turn."""
     body = orjson.loads(ANTHROPIC.build(messages_request(claude_code_body()), "claude", PROVIDER, True))
+    assert check_body(body) is None
     assert body["system"] == ("x-anthropic-billing-header: cc_version=2.1.332\nYou are Claude Code.\nBe brief."
                               "\n\n# Environment\ncwd: /w\n\n# Environment\ncwd: /w")
     assert body["messages"] == [
@@ -474,6 +481,40 @@ def test_hostile_streams_are_only_ever_an_upstream_error(stream, passthrough):
 
 
 # ----- same-kind passthrough
+
+
+def client_request(body: dict) -> ChatRequest:
+    raw = orjson.dumps(body)
+    return ChatRequest("anthropic", raw, orjson.loads(raw), stream=body.get("stream") is True,
+                       translate=messages_request)
+
+
+def test_an_anthropic_client_is_passed_through_with_only_the_model_rewritten():
+    passage = ANTHROPIC.passages(PROVIDER)["anthropic"]
+    assert (passage.api, passage.path, passage.forward) == ("anthropic", "/v1/messages",
+                                                            ("anthropic-version", "anthropic-beta"))
+    body = claude_code_body()
+    body["messages"][2]["content"][0]["signature"] = "EqQBCkgIBBABGAIqQ"  # Anthropic's own thinking
+    request = client_request(body)
+    assert passage.build(request, "claude-opus-4") == request.raw.replace(b'"model":"smart"',
+                                                                          b'"model":"claude-opus-4"')
+
+
+def test_thinking_chatd_made_is_taken_out_before_anthropic_sees_it():
+    body = claude_code_body()  # its first assistant turn came from a translated provider
+    assert body["messages"][2]["content"][0]["signature"] == UNSIGNED
+    body["messages"].insert(3, {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "only this", "signature": UNSIGNED}]})
+    sent = orjson.loads(ANTHROPIC.passages(PROVIDER)["anthropic"].build(client_request(body), "claude"))
+    expected = claude_code_body()
+    del expected["messages"][2]["content"][0]  # a turn of nothing else is gone as a whole
+    assert sent == {**expected, "model": "claude"}
+
+
+def test_a_passed_through_answer_is_read_for_usage_and_errors_only():
+    passage = ANTHROPIC.passages(PROVIDER)["anthropic"]
+    assert passage.usage(message([{"type": "text", "text": "x"}])) == (10, 4)
+    assert isinstance(passage.decoder(True), AnthropicPassthroughDecoder)
 
 
 def forward(raw: bytes, cuts: list[int]) -> tuple[list[Chunks], AnthropicPassthroughDecoder]:
