@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ..asgi import SSE_HEADERS
-from ..errors import RequestError, UpstreamError
+from ..errors import RequestError
 from ..render import first_choices
 from ..shapes import count
 from ..streams import Chunks, StreamDecoder
 from ..transforms.anthropic_passthrough import UNSIGNED
+from .ollama_render import _arguments as tool_input, _reasoning  # the same reading of an OpenAI answer
 
 if TYPE_CHECKING:
     from ..routing import Target
@@ -106,7 +107,7 @@ class AnthropicRenderer:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
                 content.append({"type": "tool_use", "id": _call_id(call.get("id")),
-                                "name": _name(function.get("name")), "input": _input(function.get("arguments"))})
+                                "name": _name(function.get("name")), "input": tool_input(function.get("arguments"))})
         tools = any(block["type"] == "tool_use" for block in content)
         if not content:
             content.append({"type": "text", "text": ""})
@@ -232,12 +233,6 @@ class AnthropicRenderer:
             out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}, block))
 
 
-def _reasoning(message: dict) -> str:
-    """Reasoning text, wherever the provider put it (`reasoning_content` or `reasoning`)."""
-    text = message.get("reasoning_content") or message.get("reasoning")
-    return text if isinstance(text, str) else ""
-
-
 def _stop_reason(finish_reason: object, tools: bool) -> str:
     """OpenAI `finish_reason` → Anthropic `stop_reason`, never null; tool calls that ended "stop" are tool_use."""
     reason = STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
@@ -258,18 +253,3 @@ def _call_id(value: object) -> str:
 
 def _name(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _input(arguments: object) -> dict:
-    """A tool call's arguments (a JSON string) → Anthropic's `input` object."""
-    if arguments is None or arguments == "":
-        return {}
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) else None
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise UpstreamError(f"upstream sent tool call arguments that are not a JSON object: {arguments!r:.80}")
-    return parsed

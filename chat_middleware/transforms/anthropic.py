@@ -25,8 +25,8 @@ field, this is what is sent:
   seed and logit_bias.
 
 The way back (a Message → `chat.completion`, the SSE stream → chunks) is in
-`anthropic_response`, the same-kind passthrough in `anthropic_passthrough`;
-both are re-exported here.
+`anthropic_response`; an Anthropic surface client is passed through instead
+(`passages`), by `anthropic_passthrough`, whose names are re-exported here.
 """
 
 from __future__ import annotations

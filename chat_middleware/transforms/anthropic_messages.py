@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import re
 
-import orjson
-
 from ..errors import BadRequest
 from ..shapes import shown
+from .ollama import _arguments  # OpenAI's arguments text → the object both Ollama and Anthropic take
 
 _NOT_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -119,7 +118,7 @@ def _assistant_blocks(msg: dict, i: int) -> list[dict]:
         if call_id is not None and not isinstance(call_id, str):
             raise BadRequest(f".tool_calls[{j}].id must be a string, got {shown(call_id)}")
         blocks.append({"type": "tool_use", "id": _tool_id(call_id or f"call_{i}_{j}"), "name": name,
-                       "input": _arguments(function.get("arguments"), j)})
+                       "input": _arguments(function.get("arguments"), f".tool_calls[{j}]")})
     return blocks
 
 
@@ -168,24 +167,6 @@ def _text(content: object, where: str) -> str:
             raise BadRequest(f"{where}[{k}] must be a text part {{type: 'text', text}}")
         texts.append(text)
     return "\n".join(texts)
-
-
-def _arguments(arguments: object, j: int) -> dict:
-    """OpenAI sends arguments as a JSON string; Anthropic wants the object."""
-    if arguments is None or arguments == "":
-        return {}
-    if isinstance(arguments, dict):
-        return arguments
-    at = f".tool_calls[{j}]"
-    if not isinstance(arguments, str):
-        raise BadRequest(f"{at}.function.arguments must be a JSON string, got {shown(arguments)}")
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise BadRequest(f"{at}.function.arguments is not valid JSON: {shown(arguments)}") from None
-    if not isinstance(parsed, dict):
-        raise BadRequest(f"{at}.function.arguments must encode a JSON object, got {shown(parsed)}")
-    return parsed
 
 
 def _tool_id(call_id: str) -> str:
