@@ -6,6 +6,7 @@ upstreams, passed through byte for byte to one that speaks Responses itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -22,8 +23,18 @@ SHELL = [{"type": "function", "name": "exec_command", "description": "Run a shel
           "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}]
 
 
-def client(server, **kwargs) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1/chat", api_key="unused", max_retries=0, **kwargs)
+@pytest.fixture
+def client() -> Iterator[Callable[..., openai.OpenAI]]:
+    """`client(server)`: the openai SDK with chatd's /v1/chat as its base URL, closed after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(server) -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=server.url + "/v1/chat", api_key="unused", max_retries=0))
+        return made[-1]
+
+    yield make
+    for sdk in made:
+        sdk.close()
 
 
 def post(server, body: dict, **kwargs) -> httpx.Response:
@@ -35,7 +46,7 @@ def events(response: httpx.Response) -> list[dict]:
 
 
 @pytest.mark.parametrize("model, fake, upstream_model", ROUTES)
-def test_create_for_every_transform(gateway, upstreams, model, fake, upstream_model):
+def test_create_for_every_transform(gateway, upstreams, model, fake, upstream_model, client):
     upstreams[fake].replies[upstream_model] = Reply(text="The sky is blue.", prompt_tokens=9, completion_tokens=4)
     response = client(gateway).responses.create(model=model, input="Why is the sky blue?",
                                                 instructions="Be brief.")
@@ -53,7 +64,7 @@ def test_create_for_every_transform(gateway, upstreams, model, fake, upstream_mo
 
 
 @pytest.mark.parametrize("model, fake, upstream_model", ROUTES)
-def test_stream_for_every_transform(gateway, upstreams, model, fake, upstream_model):
+def test_stream_for_every_transform(gateway, upstreams, model, fake, upstream_model, client):
     upstreams[fake].replies[upstream_model] = Reply(text="one two three", thinking="hmm")
     with client(gateway).responses.stream(model=model, input="Count", reasoning={"summary": "auto"}) as stream:
         seen = [event for event in stream]
@@ -77,7 +88,7 @@ def test_passthrough_is_byte_for_byte_both_ways(gateway, openai_api):
     assert 'event: response.output_text.delta\ndata: {"type":"response.output_text.delta"' in response.text
 
 
-def test_previous_response_id_passes_through_to_a_provider_that_stores_responses(gateway, openai_api):
+def test_previous_response_id_passes_through_to_a_provider_that_stores_responses(gateway, openai_api, client):
     first = client(gateway).responses.create(model="openai/gpt-5", input="Remember 7")
     upstream_id = openai_api.requests[-1]
     assert upstream_id.json["input"] == "Remember 7"
@@ -89,7 +100,7 @@ def test_previous_response_id_passes_through_to_a_provider_that_stores_responses
 
 
 @pytest.mark.parametrize("model", ["qwen3:8b", "openrouter/moonshotai/kimi-k2"])
-def test_previous_response_id_elsewhere_says_to_send_the_whole_conversation(gateway, upstreams, model):
+def test_previous_response_id_elsewhere_says_to_send_the_whole_conversation(gateway, upstreams, model, client):
     with pytest.raises(openai.BadRequestError) as refused:
         client(gateway).responses.create(model=model, input="again", previous_response_id="resp_1")
     assert refused.value.code == "previous_response_id_unsupported"
@@ -97,14 +108,14 @@ def test_previous_response_id_elsewhere_says_to_send_the_whole_conversation(gate
     assert not any(fake.requests for fake in upstreams.values())
 
 
-def test_nothing_is_stored_to_retrieve(gateway):
+def test_nothing_is_stored_to_retrieve(gateway, client):
     with pytest.raises(openai.NotFoundError) as missing:
         client(gateway).responses.retrieve("resp_123")
     assert "stores no responses" in missing.value.message
 
 
 @pytest.mark.parametrize("model, fake, upstream_model", [ROUTES[0], ROUTES[2]])
-def test_a_function_call_round_trip(gateway, upstreams, model, fake, upstream_model):
+def test_a_function_call_round_trip(gateway, upstreams, model, fake, upstream_model, client):
     upstreams[fake].replies[upstream_model] = Reply(text="", tool_calls=[{"name": "exec_command",
                                                                           "arguments": {"cmd": "ls"}}])
     sdk = client(gateway)
@@ -123,7 +134,7 @@ def test_a_function_call_round_trip(gateway, upstreams, model, fake, upstream_mo
         assert tool["tool_call_id"] == call.call_id
 
 
-def test_an_answer_cut_by_max_tokens_is_incomplete(gateway, ollama):
+def test_an_answer_cut_by_max_tokens_is_incomplete(gateway, ollama, client):
     ollama.replies["qwen3:8b"] = Reply(text="a b c", done_reason="length")
     response = client(gateway).responses.create(model="qwen3:8b", input="Go on", max_output_tokens=3)
     assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
@@ -132,7 +143,7 @@ def test_an_answer_cut_by_max_tokens_is_incomplete(gateway, ollama):
     assert streamed[-1]["type"] == "response.incomplete"
 
 
-def test_an_error_before_the_stream_is_an_openai_error(gateway, openrouter):
+def test_an_error_before_the_stream_is_an_openai_error(gateway, openrouter, client):
     openrouter.replies["moonshotai/kimi-k2"] = Reply(status=500, error="boom")
     with pytest.raises(openai.InternalServerError) as failed:
         client(gateway).responses.create(model="openrouter/moonshotai/kimi-k2", input="Hi")
