@@ -13,7 +13,8 @@
             ├── UpstreamRejected    400/413/422: the provider says the request is invalid
             ├── UpstreamForbidden   403: the provider refuses this request or client (not chatd's key)
             ├── UpstreamRateLimited 429: passed on with Retry-After
-            │   └── ProviderBusy    429: chatd's own max_in_flight for the provider is reached
+            │   ├── ProviderBusy    429: chatd's own max_in_flight for the provider is reached
+            │   └── UpstreamOverloaded 529: Anthropic's "overloaded", answered 529 so its clients retry
             ├── UpstreamAuth        502: the provider refused chatd's credentials
             ├── UpstreamTimeout     504: connect, first byte, idle or total deadline
             └── UpstreamStreamError 502: failure inside a stream the provider began
@@ -164,11 +165,13 @@ class UpstreamRateLimited(UpstreamError):
         super().__init__(message)
         self.retry_after = retry_after
 
+    soon = False
+    """Worth repeating soon even without a Retry-After: the provider says it is only overloaded."""
+
     def headers(self) -> list[tuple[bytes, bytes]]:
-        """A Retry-After is passed on, and only then is the request worth repeating."""
-        if not self.retry_after:
-            return list(self.fixed_headers)
-        return [(b"x-should-retry", b"true"), (b"retry-after", self.retry_after.encode("latin-1", "replace"))]
+        """A Retry-After is passed on, and only then (or when `soon`) is the request worth repeating."""
+        retry = [(b"retry-after", self.retry_after.encode("latin-1", "replace"))] if self.retry_after else []
+        return [(b"x-should-retry", b"true" if retry or self.soon else b"false"), *retry]
 
 
 class ProviderBusy(UpstreamRateLimited):
@@ -177,6 +180,16 @@ class ProviderBusy(UpstreamRateLimited):
     code = "provider_busy"
     kind = "busy"
     provider_fault = False  # chatd's own limit: the provider was never asked
+
+
+class UpstreamOverloaded(UpstreamRateLimited):
+    """The provider is overloaded (Anthropic's 529): answered 529, which Anthropic's clients retry."""
+
+    status = 529
+    type = "overloaded_error"
+    code = "upstream_overloaded"
+    kind = "overloaded"
+    soon = True
 
 
 class UpstreamAuth(UpstreamError):
@@ -225,6 +238,8 @@ def from_upstream_status(
     error: UpstreamError
     if status == 429:
         error = UpstreamRateLimited(f"{provider}: {message}", retry_after=retry_after)
+    elif status == 529:
+        error = UpstreamOverloaded(f"{provider}: {message}", retry_after=retry_after)
     elif status in (400, 413, 422):
         error = UpstreamRejected(f"{provider}: {message}", status=status)
     elif status == 401:
@@ -236,7 +251,7 @@ def from_upstream_status(
     else:
         error = UpstreamError(f"{provider} answered HTTP {status}: {message}")
         error.provider_fault = status != 404  # a model the provider does not have is not its fault
-    error.retriable = status in (429, 502, 503, 504)
+    error.retriable = status in (429, 502, 503, 504, 529)
     return error
 
 

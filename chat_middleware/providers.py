@@ -36,6 +36,11 @@ BUILTIN_PROVIDERS: dict[str, dict] = {
         "key_env": "KIMI_API_KEY",
         "forward_headers": ["user-agent"],  # Kimi admits coding agents only, told apart by User-Agent
     },
+    "anthropic": {
+        "transform": "anthropic",
+        "base_url": "https://api.anthropic.com",
+        "key_env": "ANTHROPIC_API_KEY",
+    },
 }
 
 DEFAULT_ROUTES: dict[str, str] = {
@@ -45,6 +50,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "openrouter/": "openrouter",
     "opencode/": "opencode",
     "kimi/": "kimi",
+    "anthropic/": "anthropic",
 }
 
 CLOUD_PROVIDER = "ollama_cloud"

@@ -95,6 +95,44 @@ def check_messages(messages: object) -> None:
             raise BadRequest(f"messages[{i}].content must be a string or an array of parts")
 
 
+def request_arguments(arguments: object, at: str) -> dict:
+    """A client's tool-call arguments (OpenAI sends a JSON string) as the object Ollama and Anthropic take."""
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str):
+        raise BadRequest(f"{at}.function.arguments must be a JSON string, got {shown(arguments)}")
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise BadRequest(f"{at}.function.arguments is not valid JSON: {shown(arguments)}") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest(f"{at}.function.arguments must encode a JSON object, got {shown(parsed)}")
+    return parsed
+
+
+def answer_arguments(arguments: object) -> dict:
+    """An upstream's tool-call arguments (a JSON string, or already an object) as the object."""
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = orjson.loads(arguments) if isinstance(arguments, str) else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise UpstreamError(f"upstream sent tool call arguments that are not a JSON object: {arguments!r:.80}")
+    return parsed
+
+
+def reasoning_text(message: dict) -> str:
+    """Thinking text, wherever the provider put it (`reasoning` or Kimi's `reasoning_content`)."""
+    text = message.get("reasoning") or message.get("reasoning_content")
+    return text if isinstance(text, str) else ""
+
+
 def completion_text(completion: dict) -> tuple[str, str | None, int, int]:
     """Content, finish reason and token counts of an OpenAI `chat.completion`."""
     choice = completion["choices"][0]

@@ -6,7 +6,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.fakes import FakeOllama, FakeOpenAI, FakeResponses
+from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI, FakeResponses
 from tests.harness import ChatdServer, write_config
 
 KEYS = {
@@ -16,6 +16,7 @@ KEYS = {
     "KIMI_API_KEY": "sk-kimi-secret-0004",
     "GROQ_API_KEY": "gsk-secret-0005",
     "OPENAI_API_KEY": "sk-openai-secret-0006",
+    "ANTHROPIC_API_KEY": "sk-ant-secret-0007",
 }
 MODELS = ("qwen3:8b", "qwen3:4b", "llama3.2", "gpt-oss:20b")
 
@@ -58,6 +59,13 @@ def groq() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="session")
+def anthropic_api() -> Iterator[FakeAnthropic]:
+    """Anthropic's Messages API (not named `anthropic`: a test taking it would shadow the SDK module)."""
+    with FakeAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"]) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
 def openai_api() -> Iterator[FakeResponses]:
     """OpenAI itself: Chat Completions and the Responses API (`responses = true`)."""
     with FakeResponses(api_key=KEYS["OPENAI_API_KEY"], base_path="/v1", models=("gpt-5", "gpt-4.1")) as fake:
@@ -68,14 +76,14 @@ NO_RETRIES = "retries = 0\ncooldown_s = 0"
 """Error-row tests want one attempt per request and no provider sitting out."""
 
 
-def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, openai, extra: str = "",
+def gateway_toml(ollama, ollama_cloud, openrouter, opencode, kimi, groq, openai, anthropic, extra: str = "",
                  base: str = NO_RETRIES, blocks: dict[str, str] | None = None) -> str:
     """A lakehouse.toml with every provider pointed at its loopback fake; `blocks` adds lines to a
     provider's block: blocks={"kimi": 'forward_headers = ["user-agent"]'}."""
     blocks = {"kimi": "forward_headers = []  # the suite's clients are not agents; test_identity covers it",
               **(blocks or {})}
     more = {name: blocks.get(name, "") for name in ("ollama_cloud", "openrouter", "opencode", "kimi", "groq",
-                                                    "openai")}
+                                                    "openai", "anthropic")}
     return f"""
 [models]
 fast = "ollama/qwen3:4b"
@@ -83,6 +91,7 @@ default = "qwen3:8b"
 smart = ["kimi/kimi-for-coding", "kimi-k2.6:cloud"]
 router = "openrouter/moonshotai/kimi-k2"
 coder = ["openai/gpt-5", "qwen3:8b"]
+claude = ["anthropic/claude-sonnet-4-5", "qwen3:8b"]
 
 [chatd]
 ollama_url = "{ollama.url}"
@@ -120,6 +129,10 @@ key_env = "OPENAI_API_KEY"
 responses = true
 {more["openai"]}
 
+[chatd.providers.anthropic]
+base_url = "{anthropic.url}"
+{more["anthropic"]}
+
 [[chatd.routes]]
 prefix = "groq/"
 provider = "groq"
@@ -131,9 +144,9 @@ provider = "openai"
 
 
 @pytest.fixture(scope="session")
-def upstreams(ollama, ollama_cloud, openrouter, opencode, kimi, groq, openai_api) -> dict:
+def upstreams(ollama, ollama_cloud, openrouter, opencode, kimi, groq, openai_api, anthropic_api) -> dict:
     return {"ollama": ollama, "ollama_cloud": ollama_cloud, "openrouter": openrouter,
-            "opencode": opencode, "kimi": kimi, "groq": groq, "openai": openai_api}
+            "opencode": opencode, "kimi": kimi, "groq": groq, "openai": openai_api, "anthropic": anthropic_api}
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +177,7 @@ def make_chatd(upstreams, tmp_path) -> Iterator[Callable[..., ChatdServer]]:
 
 
 _FAKES = frozenset({"upstreams", "gateway", "make_chatd", "ollama", "ollama_cloud", "openrouter", "opencode",
-                    "openai_api",
+                    "openai_api", "anthropic_api",
                     "kimi", "groq"})
 
 

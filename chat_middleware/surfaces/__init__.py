@@ -7,6 +7,7 @@
     native      POST /v1/chat                                   chatd's own shape
     chat        POST /chat/completions, /completions; GET /models   OpenAI Chat Completions
     responses   POST /responses                                 OpenAI Responses
+    anthropic   POST /v1/messages, /v1/messages/count_tokens; GET /v1/models   Anthropic Messages
     ollama      /api/chat, /api/generate, /api/tags, /api/show…  Ollama's API
 
 An error answered before the relay starts takes the shape of the surface its
@@ -21,17 +22,20 @@ from ..access import Call
 from ..errors import RequestError
 from ..runtime import Runtime
 from ..types import Receive, Scope, Send
-from . import chat, native, ollama, responses
+from . import anthropic, chat, native, ollama, responses
+from .anthropic_render import error_object as anthropic_error_body
 from .ollama_render import error_body as ollama_error_body
 
 Handler = Callable[[Runtime, Call, Scope, Receive, Send], Awaitable[None]]
 
-ROUTES: dict[tuple[str, str], Handler] = {**native.ROUTES, **chat.ROUTES, **responses.ROUTES, **ollama.ROUTES}
+ROUTES: dict[tuple[str, str], Handler] = {
+    **native.ROUTES, **chat.ROUTES, **responses.ROUTES, **anthropic.ROUTES, **ollama.ROUTES}
 """(method, path under /v1/chat) → the endpoint serving it."""
 PREFIXED: tuple[tuple[str, str, Handler], ...] = responses.PREFIXED
 """(method, path prefix, endpoint) for paths with an id in them."""
 
-_ERROR_SHAPES: tuple[tuple[str, Callable[[RequestError], bytes]], ...] = (("/api/", ollama_error_body),)
+_ERROR_SHAPES: tuple[tuple[str, Callable[[RequestError], bytes]], ...] = (
+    ("/api/", ollama_error_body), ("/v1/", anthropic_error_body))
 
 
 def error_body(path: str, error: RequestError) -> bytes | None:

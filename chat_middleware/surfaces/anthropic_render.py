@@ -27,10 +27,9 @@ import orjson
 from ..asgi import SSE_HEADERS
 from ..errors import RequestError
 from ..render import first_choices
-from ..shapes import count
+from ..shapes import answer_arguments, count, reasoning_text
 from ..streams import Chunks, StreamDecoder
 from ..transforms.anthropic_passthrough import UNSIGNED
-from .ollama_render import _arguments as tool_input, _reasoning  # the same reading of an OpenAI answer
 
 if TYPE_CHECKING:
     from ..routing import Target
@@ -96,7 +95,7 @@ class AnthropicRenderer:
         message = choice.get("message") if isinstance(choice, dict) else None
         message = message if isinstance(message, dict) else {}
         content: list[dict] = []
-        reasoning = _reasoning(message)
+        reasoning = reasoning_text(message)
         if reasoning:
             content.append({"type": "thinking", "thinking": reasoning, "signature": UNSIGNED})
         text = message.get("content")
@@ -107,7 +106,7 @@ class AnthropicRenderer:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
                 content.append({"type": "tool_use", "id": _call_id(call.get("id")),
-                                "name": _name(function.get("name")), "input": tool_input(function.get("arguments"))})
+                                "name": _name(function.get("name")), "input": answer_arguments(function.get("arguments"))})
         tools = any(block["type"] == "tool_use" for block in content)
         if not content:
             content.append({"type": "text", "text": ""})
@@ -128,7 +127,7 @@ class AnthropicRenderer:
         for choice in first_choices(chunks):
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                reasoning = _reasoning(delta)
+                reasoning = reasoning_text(delta)
                 if reasoning:
                     if self._open != "thinking":
                         self._start({"type": "thinking", "thinking": "", "signature": ""}, out)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..errors import RequestError, UpstreamError
+from ..errors import RequestError
 from ..render import first_choices
-from ..shapes import completion_text
+from ..shapes import answer_arguments, completion_text, reasoning_text
 from ..streams import Chunks, StreamDecoder
 from ..types import Headers
 
@@ -53,29 +53,9 @@ def ollama_tool_calls(calls: object) -> list[dict]:
             continue
         item: dict = {"id": call["id"]} if isinstance(call.get("id"), str) and call["id"] else {}
         item["function"] = {"index": len(out), "name": function.get("name") or "",
-                            "arguments": _arguments(function.get("arguments"))}
+                            "arguments": answer_arguments(function.get("arguments"))}
         out.append(item)
     return out
-
-
-def _arguments(arguments: object) -> dict:
-    if arguments is None or arguments == "":
-        return {}
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) else None
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise UpstreamError(f"upstream sent tool call arguments that are not a JSON object: {arguments!r:.80}")
-    return parsed
-
-
-def _reasoning(message: dict) -> str:
-    """Thinking text, wherever the provider put it (`reasoning` or Kimi's `reasoning_content`)."""
-    text = message.get("reasoning") or message.get("reasoning_content")
-    return text if isinstance(text, str) else ""
 
 
 class OllamaChatRenderer:
@@ -115,7 +95,7 @@ class OllamaChatRenderer:
         content, finish_reason, tokens_in, tokens_out = completion_text(completion)
         message = completion["choices"][0].get("message")
         message = message if isinstance(message, dict) else {}
-        thinking = _reasoning(message) if self.thinking else ""
+        thinking = reasoning_text(message) if self.thinking else ""
         calls = ollama_tool_calls(message.get("tool_calls")) if self.tools else None
         final = _final(finish_reason, latency_ms, tokens_in, tokens_out)
         return orjson.dumps(self.piece(content, thinking, calls) | final)
@@ -127,7 +107,7 @@ class OllamaChatRenderer:
             delta = delta if isinstance(delta, dict) else {}
             content = delta.get("content")
             content = content if isinstance(content, str) else ""
-            thinking = _reasoning(delta) if self.thinking else ""
+            thinking = reasoning_text(delta) if self.thinking else ""
             if content or thinking:
                 lines.append(orjson.dumps(self.piece(content, thinking) | {"done": False}) + b"\n")
             if delta.get("tool_calls") and self.tools:

@@ -17,6 +17,7 @@ chatd still reads their usage and in-band errors.
 
 from __future__ import annotations
 
+from .anthropic import AnthropicMessages
 from .base import Passage, Transform
 from .ollama_chat import OllamaChat
 from .ollama_generate import OllamaGenerate
@@ -25,5 +26,5 @@ from .openai import OpenAIChat
 __all__ = ["TRANSFORMS", "Passage", "Transform"]
 
 TRANSFORMS: dict[str, Transform] = {
-    t.name: t for t in (OpenAIChat(), OllamaChat(), OllamaGenerate())
+    t.name: t for t in (OpenAIChat(), AnthropicMessages(), OllamaChat(), OllamaGenerate())
 }

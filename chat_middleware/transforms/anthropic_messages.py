@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 
 from ..errors import BadRequest
-from ..shapes import shown
-from .ollama import _arguments  # OpenAI's arguments text → the object both Ollama and Anthropic take
+from ..shapes import request_arguments, shown
 
 _NOT_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -118,7 +117,7 @@ def _assistant_blocks(msg: dict, i: int) -> list[dict]:
         if call_id is not None and not isinstance(call_id, str):
             raise BadRequest(f".tool_calls[{j}].id must be a string, got {shown(call_id)}")
         blocks.append({"type": "tool_use", "id": _tool_id(call_id or f"call_{i}_{j}"), "name": name,
-                       "input": _arguments(function.get("arguments"), f".tool_calls[{j}]")})
+                       "input": request_arguments(function.get("arguments"), f".tool_calls[{j}]")})
     return blocks
 
 

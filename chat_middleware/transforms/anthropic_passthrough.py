@@ -22,7 +22,7 @@ import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError
 from ..passthrough import with_model
-from ..shapes import encode_request
+from ..shapes import answer_object, encode_request
 from ..streams import Chunks
 from .anthropic_response import EventStream, Usage, anthropic_error
 
@@ -40,8 +40,8 @@ _READ = b'"message_'
 inside a JSON string is escaped, so only a top-level `type` value can match."""
 _ERROR = b'"error"'
 """How an error event is found: `"type":"error"`, and the `"error"` key it holds."""
-_STARTED = b'"content_block_start"'
-"""How the first block is found: the answer has begun."""
+_STARTED = b'"content_block_delta"'
+"""How the answer's first content is found: a block that only opened can still be taken back."""
 _EVENT_END = re.compile(rb"(\r\n\r\n|\n\n|\r\r)")
 
 
@@ -87,7 +87,7 @@ def _signed(messages: list) -> list:
 class AnthropicPassthroughDecoder(EventStream):
     """Anthropic SSE → the same bytes, as `Chunks(sse=events, payloads=[data of each event])`.
 
-    `started` is set at the first content_block_start (or the message_delta of an
+    `started` is set at the first content_block_delta (or the message_delta of an
     answer with no blocks), `done` once message_stop is forwarded. An `error`
     event is not forwarded: it becomes `failure`, so the relay can still retry
     or fall back when nothing was sent, or send the surface's own error event.
@@ -180,13 +180,10 @@ def passthrough_usage(raw: bytes) -> tuple[int, int]:
     Raises the matching chatd error for an Anthropic error body, UpstreamError for anything
     that is not a Message.
     """
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("upstream answered with a body that is not JSON") from None
-    if isinstance(body, dict) and body.get("type") == "error":
+    body = answer_object(raw)
+    if body.get("type") == "error":
         raise anthropic_error(body)
-    if not isinstance(body, dict) or body.get("type") != "message":
+    if body.get("type") != "message":
         raise UpstreamError("upstream answered with a body that is not an Anthropic Message")
     usage = Usage()
     usage.read(body.get("usage"))

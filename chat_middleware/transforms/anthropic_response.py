@@ -30,20 +30,15 @@ FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "st
 
 
 def anthropic_error(body: dict, failure: type[UpstreamError] = UpstreamError) -> UpstreamError:
-    """The chatd error of an Anthropic error object, `failure` when its type is unknown.
-
-    An overloaded Anthropic is worth asking again (before anything reached the client).
-    """
+    """The chatd error of an Anthropic error object, as if it had come with its HTTP status;
+    `failure` when its type is unknown. An overloaded one is asked again, and answered 529."""
     error = body.get("error")
     kind = error.get("type") if isinstance(error, dict) else None
     status = ERROR_STATUS.get(kind) if isinstance(kind, str) else None
     raw = orjson.dumps(body)
     if status is None:
         return failure(f"upstream error: {upstream_error_message(raw)}")
-    result = from_upstream_status("upstream", status, raw)
-    if kind == "overloaded_error":
-        result.retriable = True
-    return result
+    return from_upstream_status("upstream", status, raw)
 
 
 class Usage:

@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import BadRequest
 from ..settings import THINK_LEVELS
-from ..shapes import integer_field, number_field, shown
+from ..shapes import integer_field, number_field, request_arguments, shown
 from .ollama_response import (  # noqa: F401  (re-exported: the shared Ollama API lives here)
     OllamaStreamDecoder,
     openai_tool_calls,
@@ -270,24 +270,7 @@ def _tool_calls(calls: object, where: str, call_names: dict[str, str]) -> list[d
                 raise BadRequest(f"{at}.id must be a string, got {shown(call_id)}")
             item["id"] = call_id
             call_names[call_id] = function["name"]
-        arguments = _arguments(function.get("arguments"), at)
+        arguments = request_arguments(function.get("arguments"), at)
         item["function"] = {"index": j, "name": function["name"], "arguments": arguments}
         out.append(item)
     return out
-
-
-def _arguments(arguments: object, at: str) -> dict:
-    """OpenAI sends arguments as a JSON string; Ollama wants the object itself."""
-    if arguments is None or arguments == "":
-        return {}
-    if isinstance(arguments, dict):
-        return arguments
-    if not isinstance(arguments, str):
-        raise BadRequest(f"{at}.function.arguments must be a JSON string, got {shown(arguments)}")
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise BadRequest(f"{at}.function.arguments is not valid JSON: {shown(arguments)}") from None
-    if not isinstance(parsed, dict):
-        raise BadRequest(f"{at}.function.arguments must encode a JSON object, got {shown(parsed)}")
-    return parsed

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from chat_middleware.settings import ProviderConfig
 from chat_middleware.canonical import ChatRequest
 from chat_middleware.errors import (
-    BadRequest, UpstreamAuth, UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamStreamError,
+    BadRequest, UpstreamAuth, UpstreamError, UpstreamOverloaded, UpstreamRateLimited, UpstreamRejected,
+    UpstreamStreamError,
 )
 from chat_middleware.streams import Chunks
 from chat_middleware.surfaces.anthropic_render import UNSIGNED, AnthropicRenderer
@@ -350,7 +351,7 @@ def test_stop_reasons(stop_reason, finish):
     ("authentication_error", UpstreamAuth, 502, False, "refused chatd's credentials"),  # never echoed
     ("rate_limit_error", UpstreamRateLimited, 429, True, "it went wrong"),
     ("api_error", UpstreamError, 502, False, "it went wrong"),
-    ("overloaded_error", UpstreamError, 502, True, "it went wrong"),
+    ("overloaded_error", UpstreamOverloaded, 529, True, "it went wrong"),
     ("brand_new_error", UpstreamError, 502, False, "it went wrong"),
 ])
 def test_an_error_body_is_the_matching_error(kind, error_class, status, retriable, message):
@@ -401,7 +402,7 @@ def test_the_answer_has_begun_only_with_content():
 
 
 @pytest.mark.parametrize("kind, error_class, retriable", [
-    ("overloaded_error", UpstreamError, True),
+    ("overloaded_error", UpstreamOverloaded, True),
     ("rate_limit_error", UpstreamRateLimited, True),
     ("api_error", UpstreamError, False),
     ("something_else", UpstreamStreamError, False),
@@ -538,12 +539,14 @@ def test_passthrough_forwards_the_bytes_as_they_came_in_whole_events(cuts):
     assert (decoder.prompt_tokens, decoder.completion_tokens) == (32, 15)
 
 
-def test_passthrough_starts_at_the_first_block():
+def test_passthrough_starts_at_the_first_content_not_at_an_empty_block():
+    """A block that only opened can still be taken back: a failure then may fall back."""
     raw = anthropic_stream()
     decoder = AnthropicPassthroughDecoder()
-    decoder.feed(raw[:raw.index(b"event: content_block_start")])
+    delta = raw.index(b"event: content_block_delta")
+    decoder.feed(raw[:delta])
     assert not decoder.started and decoder.prompt_tokens == 32
-    decoder.feed(raw[raw.index(b"event: content_block_start"):][:200])
+    decoder.feed(raw[delta:][:200])
     assert decoder.started
 
 
