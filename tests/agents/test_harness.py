@@ -1,0 +1,67 @@
+"""The harness itself, with Claude Code and Codex against fake_api.py until chatd serves their APIs.
+
+Each run is a whole agent turn: the fake asks for a shell command, the agent
+runs it, sends its output back, and prints the fake's final answer. That the
+fake saw nothing but those two chat calls proves the offline settings hold.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.fakes import Reply
+
+from .fake_api import FakeAgentAPI
+from .run import explain, run_claude, run_codex
+
+pytestmark = pytest.mark.agents
+
+KEY = "sk-harness-test-key"
+
+
+@pytest.fixture
+def fake():
+    with FakeAgentAPI() as server:
+        yield server
+
+
+def script(fake: FakeAgentAPI, tool: str, arguments: dict) -> None:
+    fake.replies["fake-model"] = [Reply(text="", tool_calls=[{"name": tool, "arguments": arguments}]),
+                                  Reply(text="All done, the marker is there.")]
+
+
+def test_claude_runs_a_bash_call_and_prints_the_answer(fake, agents, tmp_path):
+    command = "echo claude-marker > marker.txt && echo claude-printed"
+    script(fake, "Bash", {"command": command, "description": "Write the marker file"})
+    done = run_claude(fake.url + "/v1/chat", "Write the marker", model="fake-model", api_key=KEY, cwd=tmp_path,
+                      agents=agents, timeout=60)
+    assert done.returncode == 0 and "All done, the marker is there." in done.stdout, explain(done)
+    assert (tmp_path / "marker.txt").read_text() == "claude-marker\n"
+    assert [(r.method, r.path, dict(r.query)) for r in fake.requests] == [
+        ("POST", "/v1/chat/v1/messages", {"beta": "true"})] * 2
+    first, second = fake.requests
+    assert first.headers["x-api-key"] == KEY and first.headers["anthropic-version"] == "2023-06-01"
+    assert first.json["stream"] is True and "Bash" in [tool["name"] for tool in first.json["tools"]]
+    *_, call, result = second.json["messages"]
+    [tool_use] = call["content"]
+    assert tool_use["type"] == "tool_use" and tool_use["input"]["command"] == command
+    [tool_result] = result["content"]
+    assert tool_result["tool_use_id"] == tool_use["id"] and tool_result["content"] == "claude-printed"
+
+
+def test_codex_runs_an_exec_command_call_and_prints_the_answer(fake, agents, tmp_path):
+    command = "echo codex-marker > marker.txt && echo codex-printed"
+    script(fake, "exec_command", {"cmd": command})
+    done = run_codex(fake.url + "/v1/chat", "Write the marker", model="fake-model", api_key=KEY, cwd=tmp_path,
+                     agents=agents, timeout=60)
+    assert done.returncode == 0 and "All done, the marker is there." in done.stdout, explain(done)
+    assert (tmp_path / "marker.txt").read_text() == "codex-marker\n"
+    assert [(r.method, r.path) for r in fake.requests] == [("POST", "/v1/chat/responses")] * 2
+    first, second = fake.requests
+    assert first.headers["authorization"] == f"Bearer {KEY}" and first.json["stream"] is True
+    assert "exec_command" in [tool.get("name") for tool in first.json["tools"]]
+    *_, call, result = second.json["input"]
+    assert call["type"] == "function_call" and orjson.loads(call["arguments"]) == {"cmd": command}
+    assert result["type"] == "function_call_output" and result["call_id"] == call["call_id"]
+    assert "codex-printed" in result["output"]
