@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 
@@ -174,6 +174,23 @@ def make_chatd(upstreams, tmp_path) -> Iterator[Callable[..., ChatdServer]]:
     yield make
     for server in servers:
         server.stop()
+
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def closing() -> Iterator[Callable[[T], T]]:
+    """`closing(sdk_client)`: the client, closed when the test ends (an SDK client left open leaks sockets)."""
+    made: list = []
+
+    def close_later(client: T) -> T:
+        made.append(client)
+        return client
+
+    yield close_later
+    for client in made:
+        client.close()
 
 
 _FAKES = frozenset({"upstreams", "gateway", "make_chatd", "ollama", "ollama_cloud", "openrouter", "opencode",

@@ -6,7 +6,7 @@ upstreams, passed through byte for byte to one that speaks Responses itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -24,17 +24,9 @@ SHELL = [{"type": "function", "name": "exec_command", "description": "Run a shel
 
 
 @pytest.fixture
-def client() -> Iterator[Callable[..., openai.OpenAI]]:
+def client(closing) -> Callable[..., openai.OpenAI]:
     """`client(server)`: the openai SDK with chatd's /v1/chat as its base URL, closed after the test."""
-    made: list[openai.OpenAI] = []
-
-    def make(server) -> openai.OpenAI:
-        made.append(openai.OpenAI(base_url=server.url + "/v1/chat", api_key="unused", max_retries=0))
-        return made[-1]
-
-    yield make
-    for sdk in made:
-        sdk.close()
+    return lambda server: closing(openai.OpenAI(base_url=server.url + "/v1/chat", api_key="unused", max_retries=0))
 
 
 def post(server, body: dict, **kwargs) -> httpx.Response:

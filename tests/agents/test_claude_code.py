@@ -26,7 +26,8 @@ def agent(gateway, agents):
                              env={"CLAUDE_CODE_MAX_RETRIES": "0"})
 
 
-@pytest.mark.parametrize("model, fake, upstream_model, path", scenarios.ROUTES)
+@pytest.mark.parametrize("model, fake, upstream_model, path", [
+    *scenarios.ROUTES, ("anthropic/claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5", "/v1/messages")])
 def test_prints_the_upstreams_answer(agent, upstreams, tmp_path, model, fake, upstream_model, path):
     scenarios.prints_the_upstreams_answer(agent, upstreams, tmp_path, model, fake, upstream_model, path)
 
