@@ -175,6 +175,12 @@ def test_bad_requests_are_errors_in_anthropics_shape(gateway, body, status, kind
     assert_anthropic_error(post(gateway, body), status, kind)
 
 
+def test_a_body_over_the_limit_is_request_too_large(make_chatd):
+    chatd = make_chatd(extra="max_body_bytes = 200")
+    big = {"model": "qwen3:8b", "max_tokens": 8, "messages": [{"role": "user", "content": "x" * 400}]}
+    assert_anthropic_error(post(chatd, big), 413, "request_too_large")
+
+
 def test_an_unregistered_provider_is_not_found_error(make_chatd):
     chatd = make_chatd(environ={})
     message = assert_anthropic_error(post(chatd, {"model": "kimi/kimi-for-coding", "max_tokens": 8,

@@ -214,6 +214,11 @@ def test_a_client_that_leaves_mid_stream_closes_the_upstream(gateway, openai_api
     assert openai_api.wait_open_streams(0)
 
 
+def test_a_body_over_the_limit_is_413(make_chatd):
+    response = post(make_chatd(extra="max_body_bytes = 200"), {"model": "qwen3:8b", "input": "x" * 400})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+
+
 def test_no_key_in_any_responses_answer(gateway, openai_api):
     openai_api.replies["gpt-5"] = Reply(status=400, error=f"bad request from {KEYS['OPENAI_API_KEY']}")
     response = post(gateway, {"model": "openai/gpt-5", "input": "Hi"})

@@ -47,7 +47,7 @@ def test_no_module_imports_itself_through_others():
 
 def test_every_client_api_is_a_surface_and_every_upstream_api_a_transform():
     surfaces = {p.stem for p in (PACKAGE / "surfaces").glob("*.py")}
-    for api in ("native", "chat", "ollama"):
+    for api in ("native", "chat", "responses", "anthropic", "ollama"):
         assert {api, f"{api}_request", f"{api}_render"} <= surfaces
     from chat_middleware.transforms import TRANSFORMS
-    assert set(TRANSFORMS) >= {"openai", "ollama_chat", "ollama_generate"}
+    assert set(TRANSFORMS) == {"openai", "anthropic", "ollama_chat", "ollama_generate"}
