@@ -7,6 +7,7 @@ HTTP status; after it, a failure is an SSE error event that ends the stream.
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
 
 from .access import Call
@@ -40,7 +41,7 @@ class Attempt:
 class Exchange:
     """What the client has been sent so far; telemetry is written before its last byte."""
 
-    __slots__ = ("send", "renderer", "call", "head", "held", "attempt", "response_started", "finished")
+    __slots__ = ("send", "renderer", "call", "head", "held", "attempt", "response_started", "finished", "pinging")
 
     def __init__(self, send: Send, renderer: Renderer, call: Call) -> None:
         self.send = send
@@ -51,6 +52,7 @@ class Exchange:
         self.attempt: Attempt | None = None
         self.response_started = False
         self.finished = False
+        self.pinging: asyncio.Task | None = None
 
     def latency_ms(self) -> float:
         return 1000 * (perf_counter() - self.call.started_at)
@@ -81,6 +83,18 @@ class Exchange:
             if self.attempt is not None:
                 self.attempt.record(200)
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    def keepalive(self) -> None:
+        """The upstream is silent: send the surface's keep-alive event, once the answer has begun."""
+        if self.response_started and not self.finished and self.pinging is None:
+            self.pinging = asyncio.get_running_loop().create_task(self._ping(self.renderer.ping()))
+
+    async def _ping(self, data: bytes) -> None:
+        try:
+            if not self.finished:  # the answer may have ended since the clock asked
+                await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        finally:
+            self.pinging = None
 
     async def fail(self, error: RequestError) -> None:
         """Tell the client, in whatever form it can still receive."""

@@ -29,6 +29,7 @@ at most two ticks into a request.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 from .settings import Timeouts
 from .types import Receive
@@ -36,6 +37,9 @@ from .types import Receive
 DISCONNECT = "disconnect"
 TICK = 0.05
 """Seconds between two checks of every guarded request."""
+KEEPALIVE = 15.0
+"""Seconds of upstream silence after which a stream that has begun gets its surface's keep-alive
+(an Anthropic `ping`), so that proxies and clients waiting on an idle socket do not give up."""
 
 
 class Clock:
@@ -77,10 +81,13 @@ def clock_of(loop: asyncio.AbstractEventLoop) -> Clock:
 
 class Guard:
     __slots__ = ("_receive", "_clock", "_task", "_watcher", "_ticks", "_armed", "_idle", "_first_byte_at",
-                 "_total_at", "_last_chunk", "fresh", "reason")
+                 "_total_at", "_last_chunk", "_quiet_since", "fresh", "reason", "keepalive")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, keepalive: Callable[[], None] | None = None) -> None:
+        """`keepalive` is called after KEEPALIVE seconds of upstream silence, and again after each
+        KEEPALIVE more, while an attempt is armed."""
         self._receive = receive
+        self.keepalive = keepalive
         self._watcher: asyncio.Task | None = None
         self._ticks = 0
         self._armed = False
@@ -105,6 +112,7 @@ class Guard:
         self._total_at = now + timeouts.total
         self._first_byte_at = now + timeouts.first_byte if stream else self._total_at
         self._last_chunk: float | None = None
+        self._quiet_since = now
         self.fresh = False
         self._armed = True
 
@@ -149,7 +157,10 @@ class Guard:
             return
         if self.fresh:
             self.fresh = False
-            self._last_chunk = now
+            self._last_chunk = self._quiet_since = now
+        elif self.keepalive is not None and now - self._quiet_since >= KEEPALIVE:
+            self._quiet_since = now
+            self.keepalive()
         if self._last_chunk is None:
             at, reason = self._first_byte_at, "first_byte"
         else:

@@ -69,7 +69,7 @@ class Relay:
         """Answer `request` from the first entry of `chain` that can, filling in `call` on the way."""
         exchange = Exchange(send, renderer, call)
         call.stream = request.stream
-        guard = Guard(receive)
+        guard = Guard(receive, exchange.keepalive if request.stream and hasattr(renderer, "ping") else None)
         guard.start()
         try:
             error = await self._serve(request, chain, renderer, exchange, guard)

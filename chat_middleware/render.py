@@ -36,6 +36,9 @@ def first_choices(chunks: Chunks) -> Iterator[dict]:
 
 
 class Renderer(Protocol):
+    """A renderer may also have `ping() -> bytes`: its surface's keep-alive event, sent while a
+    stream that has begun waits on a silent upstream (guard.KEEPALIVE)."""
+
     stream_headers: Headers
     """Response headers of a streamed answer (content type first)."""
 

@@ -215,6 +215,16 @@ def test_a_passthrough_stream_that_fails_before_content_falls_back(gateway, anth
                    if name == "content_block_delta") == "from ollama"
 
 
+def test_a_silent_upstream_mid_stream_gets_pings(gateway, ollama, monkeypatch):
+    monkeypatch.setattr("chat_middleware.guard.KEEPALIVE", 0.2)
+    ollama.replies["qwen3:8b"] = Reply(text="slow answer", delay_chunks=0.8)
+    events = sse(post(gateway, {"model": "qwen3:8b", "max_tokens": 64, "messages": HI, "stream": True}))
+    names = [name for name, _ in events]
+    first, last = names.index("content_block_delta"), len(names) - 1 - names[::-1].index("content_block_delta")
+    assert "ping" in names[first:last] and names[-1] == "message_stop"
+    assert "".join(data["delta"]["text"] for name, data in events if name == "content_block_delta") == "slow answer"
+
+
 def test_claude_codes_body_reaches_ollama_translated(gateway, ollama):
     body = {"model": "qwen3:8b", "max_tokens": 32000, "stream": True,
             "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1"},
