@@ -26,14 +26,15 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-def answer_object(raw: bytes) -> dict:
-    """An upstream's non-streamed answer as a JSON object, or the UpstreamError it is."""
+def answer_object(raw: bytes, failure: type[UpstreamError] = UpstreamError,
+                  what: str = "answered with a body") -> dict:
+    """An upstream's answer (or one stream event or line, `what` says) as a JSON object, else `failure`."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise UpstreamError("upstream answered with a body that is not JSON") from None
+        raise failure(f"upstream {what} that is not JSON") from None
     if not isinstance(body, dict):
-        raise UpstreamError("upstream answered with JSON that is not an object")
+        raise failure(f"upstream {what} that is not a JSON object")
     return body
 
 

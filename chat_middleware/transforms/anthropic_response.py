@@ -15,7 +15,7 @@ import time
 import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError, from_upstream_status, upstream_error_message
-from ..shapes import count
+from ..shapes import answer_object, count
 from ..streams import Chunk, Chunks, SSESplitter
 
 ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
@@ -248,12 +248,7 @@ class AnthropicStreamDecoder(EventStream):
 
 def _object(raw: bytes, failure: type[UpstreamError], what: str) -> dict:
     """An answer or stream event as an object; the matching error if it is Anthropic's error report."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise failure(f"upstream {what} that is not JSON") from None
-    if not isinstance(body, dict):
-        raise failure(f"upstream {what} that is not a JSON object")
+    body = answer_object(raw, failure, what)
     if body.get("type") == "error":
         raise anthropic_error(body, failure)
     return body

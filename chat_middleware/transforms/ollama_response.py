@@ -14,6 +14,7 @@ from collections.abc import Callable
 import orjson
 
 from ..errors import UpstreamError, UpstreamStreamError, upstream_error_message
+from ..shapes import answer_object
 from ..streams import Chunk, Chunks, LineSplitter
 
 Reader = Callable[[dict], "tuple[str, str, list | None]"]
@@ -66,12 +67,7 @@ def _count(value: object) -> int:
 
 def ollama_object(raw: bytes, failure: type[UpstreamError], what: str) -> dict:
     """One reply or stream line as an object; `failure` if it is not one, or is Ollama's error report."""
-    try:
-        reply = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise failure(f"upstream {what} that is not JSON") from None
-    if not isinstance(reply, dict):
-        raise failure(f"upstream {what} that is not an object")
+    reply = answer_object(raw, failure, what)
     if reply.get("error"):  # `"error": null` is no error
         raise failure(f"upstream error: {upstream_error_message(raw)}")
     return reply

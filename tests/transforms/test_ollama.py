@@ -255,7 +255,7 @@ def test_generate_completion_and_finish_reasons():
 @pytest.mark.parametrize(("raw", "message"), [
     (b'{"error":"model \'x\' not found"}', "model 'x' not found"),
     (b"<html>bad gateway</html>", "not JSON"),
-    (b'["a"]', "not an object"),
+    (b'["a"]', "not a JSON object"),
     (b'{"model":"m","message":{"content":"a"}}\n{"model":"m","done":true}\n', "not JSON"),
 ])
 def test_bad_replies_are_upstream_errors(raw, message):

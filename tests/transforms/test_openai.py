@@ -45,7 +45,7 @@ def test_completion_returns_the_upstream_object():
 
 @pytest.mark.parametrize("raw, message", [
     (b"<html>oops</html>", "not JSON"),
-    (b"[1, 2]", "not an object"),
+    (b"[1, 2]", "not a JSON object"),
     (b'{"id": "x", "choices": []}', "zero choices"),
     (b'{"id": "x"}', "zero choices"),
 ])

@@ -219,7 +219,7 @@ def test_passthrough_usage_of_a_response():
 
 @pytest.mark.parametrize(("raw", "error", "message"), [
     (b"<html>", UpstreamError, "not JSON"),
-    (b"[1]", UpstreamError, "not an object"),
+    (b"[1]", UpstreamError, "not a JSON object"),
     (orjson.dumps(response("failed", error={"code": "server_error", "message": "model crashed"})),
      UpstreamStreamError, "model crashed"),
     (orjson.dumps({"error": {"code": 400, "message": "bad tool schema"}}), UpstreamRejected, "bad tool schema"),
