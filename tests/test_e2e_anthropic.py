@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import anthropic
 import httpx
+import ollama
+import openai
 import orjson
 import pytest
 
@@ -265,3 +267,41 @@ def test_a_client_that_leaves_mid_stream_closes_the_upstream(gateway, anthropic_
             if "text_delta" in line:
                 break
     assert anthropic_api.wait_open_streams(0)
+
+
+def test_an_anthropic_compatible_endpoint_is_config_alone(make_chatd, anthropic_api, ollama, client):
+    """As Kimi For Coding's Anthropic endpoint is configured (lakehouse.toml's kimi_anthropic)."""
+    chatd = make_chatd(extra=f"""
+[chatd.providers.kimi_anthropic]
+transform = "anthropic"
+base_url = "{anthropic_api.url}"
+key_env = "ANTHROPIC_API_KEY"
+
+[[chatd.routes]]
+prefix = "kimi-anthropic/"
+provider = "kimi_anthropic"
+""")
+    sdk = client(chatd)
+    assert sdk.messages.create(model="kimi-anthropic/claude-sonnet-4-5", max_tokens=64, messages=HI).content
+    assert anthropic_api.requests[-1].json["model"] == "claude-sonnet-4-5"
+    completion = httpx.post(chatd.url + "/v1/chat/chat/completions", timeout=10, json={  # translated from OpenAI
+        "model": "kimi-anthropic/claude-sonnet-4-5", "messages": HI}).json()
+    assert completion["choices"][0]["message"]["content"] and "max_tokens" in anthropic_api.requests[-1].json
+
+
+def test_other_surfaces_reach_an_anthropic_provider_translated(gateway, anthropic_api, closing):
+    anthropic_api.replies["claude-sonnet-4-5"] = Reply(text="", thinking="Use ls", tool_calls=[
+        {"name": "ls", "arguments": {"path": "."}}])
+    sdk = closing(openai.OpenAI(base_url=gateway.url + "/v1/chat", api_key="unused", max_retries=0))
+    tools = [{"type": "function", "function": {"name": "ls", "parameters": {"type": "object"}}}]
+    chunks = list(sdk.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI, tools=tools,
+                                              reasoning_effort="low", max_tokens=4096, stream=True))
+    calls = [c for chunk in chunks if chunk.choices for c in chunk.choices[0].delta.tool_calls or []]
+    assert calls[0].function.name == "ls" and chunks[-1].choices[0].finish_reason == "tool_calls"
+    sent = anthropic_api.requests[-1].json
+    assert sent["thinking"]["type"] == "enabled" and sent["tools"][0]["name"] == "ls"
+    anthropic_api.replies["claude-sonnet-4-5"] = Reply(text="It is blue.")
+    with ollama.Client(host=gateway.url + "/v1/chat", timeout=10) as local:
+        assert local.chat(model="anthropic/claude-sonnet-4-5", messages=HI, stream=False).message.content == \
+            "It is blue."
+    assert anthropic_api.requests[-1].json["max_tokens"] == 4096  # the provider's default_max_tokens
