@@ -5,8 +5,8 @@ writes the access-log line (JSON, on the `chatd.access` logger) and the
 request's metrics. Keys never appear: the line holds names, numbers and the
 request id, and the request body only when `[chatd] log_bodies` is on.
 
-    {"request_id": "…", "method": "POST", "path": "/v1/chat/chat/completions", "model": "smart",
-     "tier": "smart", "provider": "openrouter", "upstream_model": "moonshotai/kimi-k2", "stream": true,
+    {"request_id": "…", "method": "POST", "path": "/v1/chat/chat/completions", "client": "team-a",
+     "model": "smart", "tier": "smart", "provider": "openrouter", "upstream_model": "moonshotai/kimi-k2", "stream": true,
      "status": 200, "attempts": 2, "ttft_ms": 412.5, "latency_ms": 2210.8, "tokens_in": 31, "tokens_out": 240}
 """
 
@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 import orjson
 
-from .metrics import NO_PROVIDER, for_provider
+from .metrics import NO_CLIENT, NO_PROVIDER, for_provider
 from .types import Headers
 
 ACCESS_LOG = logging.getLogger("chatd.access")
@@ -67,7 +67,7 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
 class Call:
     """What the access log and the metrics say of one request; filled in along the way."""
 
-    __slots__ = ("request_id", "method", "path", "headers", "started_at", "model", "tier", "provider",
+    __slots__ = ("request_id", "method", "path", "headers", "started_at", "client", "model", "tier", "provider",
                  "upstream_model", "stream", "status", "attempts", "first_byte_s", "tokens_in", "tokens_out",
                  "error", "body", "forwarded")
 
@@ -78,6 +78,8 @@ class Call:
         self.headers = headers
         """The client's request headers, as the server gave them (forward_headers picks from them)."""
         self.started_at = perf_counter()
+        self.client: str | None = None
+        """The [chatd.clients] name the request's key belongs to; None for an anonymous key, or none."""
         self.model: object = None
         self.tier: str | None = None
         self.provider: str | None = None
@@ -102,7 +104,8 @@ class Call:
         seconds = perf_counter() - self.started_at
         first_token = self.first_byte_s if self.stream else None
         metrics = for_provider(self.provider or NO_PROVIDER)
-        metrics.answered(self.status, seconds, first_token, self.tokens_in, self.tokens_out)
+        metrics.answered(self.status, seconds, first_token, self.tokens_in, self.tokens_out,
+                         self.client or NO_CLIENT)
         if logged and ACCESS_LOG.isEnabledFor(logging.INFO):
             LINES.write(self.entry(seconds))
 
@@ -111,6 +114,7 @@ class Call:
             "request_id": self.request_id.decode("ascii"),
             "method": self.method,
             "path": self.path,
+            "client": self.client,
             "model": self.model if isinstance(self.model, str) else None,
             "tier": self.tier,
             "provider": self.provider,

@@ -19,13 +19,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from dotenv import dotenv_values
-
 from .asgi import HOP_BY_HOP
+from .config_clients import env_secret, read_clients, read_state, split_keys
 from .errors import ConfigError
 from .providers import BUILTIN_PROVIDERS, DEFAULT_ROUTES
 from .settings import (  # noqa: F401  (the dataclasses are re-exported: chatd's config API)
-    DEFAULT_PATH, MIB, OLLAMA_API_VERSION, THINK_LEVELS, Config, ProviderConfig, Resilience, Timeouts,
+    DEFAULT_PATH, MIB, OLLAMA_API_VERSION, THINK_LEVELS, ClientConfig, Config, ProviderConfig, Resilience,
+    StateConfig, Timeouts,
 )
 from .transforms import TRANSFORMS
 
@@ -65,8 +65,10 @@ _RESILIENCE_KEYS = {  # key → Resilience field; [chatd] sets the default, a pr
     "cooldown_failures": "cooldown_failures",
     "cooldown_s": "cooldown",
     "max_in_flight": "max_in_flight",
+    "rpm": "rpm",
+    "tpm": "tpm",
 }
-_RESILIENCE_TYPES = {"retries": _INT, "cooldown_failures": _INT, "max_in_flight": _INT}
+_RESILIENCE_TYPES = {"retries": _INT, "cooldown_failures": _INT, "max_in_flight": _INT, "rpm": _INT, "tpm": _INT}
 CHATD_KEYS = {
     "bind": _STR,
     "ollama_url": _STR,
@@ -77,6 +79,8 @@ CHATD_KEYS = {
     "api_keys_env": _STR,
     "log_bodies": _BOOL,
     "ollama_api_version": _STR,
+    "state": _TABLE,
+    "clients": _TABLE,
     **_TIMEOUT_KEYS,
     **{key: _RESILIENCE_TYPES.get(key, _NUMBER) for key in _RESILIENCE_KEYS},
 }
@@ -99,7 +103,11 @@ PROVIDER_KEYS = {
 }
 GATEWAY_KEYS = {"chatd_url": _STR}
 ROUTE_KEYS = {"prefix": _STR, "provider": _STR}
-_POSITIVE = {*_TIMEOUT_KEYS, "max_body_bytes", "cooldown_failures", "default_max_tokens"}
+STATE_KEYS = {"redis_url": _STR, "key_prefix": _STR, "on_error": _STR, "lease_s": _NUMBER, "timeout_s": _NUMBER,
+              "retry_s": _NUMBER}
+CLIENT_KEYS = {"key_env": _STR, "env_file": _STR, "models": _STRINGS, "max_in_flight": _INT, "rpm": _INT,
+               "tpm": _INT}
+_POSITIVE = {*_TIMEOUT_KEYS, "max_body_bytes", "cooldown_failures", "default_max_tokens", "lease_s", "retry_s"}
 
 
 class _Reader:
@@ -165,32 +173,6 @@ def _resilience(table: dict, base: Resilience) -> Resilience:
     })
 
 
-def _warn_if_readable(name: str, env_file: str) -> None:
-    """An env_file holds a secret: say so when users other than its owner can read it."""
-    try:
-        mode = os.stat(env_file).st_mode
-    except OSError:
-        return
-    if mode & 0o044:
-        log.warning("provider %r: env_file %s is readable by %s (mode %03o); run: chmod 600 %s",
-                    name, env_file, "others" if mode & 0o004 else "its group", mode & 0o777, env_file)
-
-
-def _api_key(name: str, key_env: str, env_file: str, environ: Mapping[str, str]) -> str | None:
-    """The env var first, then the same name in the provider's env_file."""
-    if env_file:
-        _warn_if_readable(name, env_file)
-    if not key_env:
-        return None
-    if environ.get(key_env):
-        return environ[key_env]
-    if env_file and os.path.isfile(env_file):
-        value = dotenv_values(env_file).get(key_env)
-        if value:
-            return value
-    return None
-
-
 def _provider(
     reader: _Reader, name: str, block: dict, chatd: dict, environ: Mapping[str, str], base_dir: Path
 ) -> ProviderConfig:
@@ -229,7 +211,7 @@ def _provider(
         capabilities=tuple(values.get("capabilities", ProviderConfig.capabilities)),
         responses=values.get("responses", False),
         default_max_tokens=values.get("default_max_tokens", ProviderConfig.default_max_tokens),
-        api_key=_api_key(name, key_env, env_file, environ),
+        api_key=env_secret(f"provider {name!r}", key_env, env_file, environ),
     )
 
 
@@ -276,10 +258,15 @@ def parse_config(
         models[tier] = tuple(chain)
 
     api_keys_env = chatd.get("api_keys_env", "")
-    client_keys = frozenset(k.strip() for k in environ.get(api_keys_env, "").split(",") if k.strip()) \
-        if api_keys_env else frozenset()
+    client_keys = split_keys(environ.get(api_keys_env)) if api_keys_env else frozenset()
     if api_keys_env and not client_keys:
         raise reader.error("[chatd] api_keys_env", f"names {api_keys_env}, which is unset or empty")
+    state = read_state(reader, reader.check(reader.table(chatd.get("state", {}), "[chatd.state]"), STATE_KEYS,
+                                            "[chatd.state]"))
+    clients = read_clients(reader, {
+        name: reader.check(reader.table(table, f"[chatd.clients.{name}]"), CLIENT_KEYS, f"[chatd.clients.{name}]")
+        for name, table in chatd.get("clients", {}).items()
+    }, environ, base_dir, client_keys)
 
     gateway = data.get("gateway", {})
     chatd_url = gateway.get("chatd_url", "") if isinstance(gateway, dict) else ""
@@ -299,6 +286,8 @@ def parse_config(
         chatd_url=chatd_url.rstrip("/"),
         log_bodies=chatd.get("log_bodies", False),
         ollama_api_version=chatd.get("ollama_api_version", OLLAMA_API_VERSION),
+        clients=clients,
+        state=state,
     )
 
 

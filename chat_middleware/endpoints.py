@@ -6,7 +6,6 @@ machines (balancers, Prometheus), and never call an upstream.
 
 from __future__ import annotations
 
-from time import monotonic
 from urllib.parse import parse_qs
 
 from .access import Call
@@ -18,13 +17,15 @@ from .types import Receive, Scope, Send
 
 
 async def providers(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-    """Exactly the registered providers, whether each is available now, never a key."""
-    now = monotonic()
+    """Exactly the registered providers, never a key: whether each is available now, and its attempts in
+    flight and cooldown as the shared state sees them (every process, with Redis)."""
+    registered = runtime.config.registered
+    seen = await runtime.state.snapshot([p.name for p in registered])
     listed = []
-    for p in runtime.config.registered:
-        cooldown = max(0.0, runtime.telemetry.providers[p.name].cooldown_until - now)
+    for p in registered:
+        in_flight, cooldown = seen[p.name]
         listed.append({"name": p.name, "transform": p.transform, "base_url": p.base_url,
-                       "available": cooldown == 0, "cooldown_s": round(cooldown, 1)})
+                       "available": cooldown == 0, "cooldown_s": round(cooldown, 1), "in_flight": in_flight})
     await send_json(send, {"providers": listed})
 
 

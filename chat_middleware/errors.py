@@ -5,15 +5,17 @@
     └── RequestError                anything sent back to a client
         ├── BadRequest              400: the client's request is malformed
         ├── PayloadTooLarge         413: body over max_body_bytes
-        ├── Unauthorized            401: client auth is on and the Bearer key is missing or wrong
+        ├── Unauthorized            401: client auth is on and the key is missing or wrong
+        ├── ModelNotAllowed         403: the client's key does not allow the model it named
         ├── NotFound                404: path or model route chatd does not serve
         ├── ProviderNotRegistered   404: route names a provider that has no key
         ├── MethodNotAllowed        405
+        ├── LimitReached            429: a client's or provider's rpm, tpm, max_in_flight, or a cooldown
+        ├── StateUnavailable        503: shared state unreachable, on_error = "closed" (state.py)
         └── UpstreamError           502: the provider failed us
             ├── UpstreamRejected    400/413/422: the provider says the request is invalid
             ├── UpstreamForbidden   403: the provider refuses this request or client (not chatd's key)
             ├── UpstreamRateLimited 429: passed on with Retry-After
-            │   ├── ProviderBusy    429: chatd's own max_in_flight for the provider is reached
             │   └── UpstreamOverloaded 529: Anthropic's "overloaded", answered 529 so its clients retry
             ├── UpstreamAuth        502: the provider refused chatd's credentials
             ├── UpstreamTimeout     504: connect, first byte, idle or total deadline
@@ -85,12 +87,38 @@ class PayloadTooLarge(RequestError):
 
 
 class Unauthorized(RequestError):
-    """Client auth is on ([chatd] api_keys_env) and no valid Bearer key came."""
+    """Client auth is on ([chatd] api_keys_env, [chatd.clients]) and no valid key came."""
 
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
     fixed_headers = (*RequestError.fixed_headers, (b"www-authenticate", b'Bearer realm="chatd"'))
+
+
+class ModelNotAllowed(RequestError):
+    """The client's key belongs to a [chatd.clients.NAME] whose `models` do not include the model named."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class LimitReached(RequestError):
+    """chatd's own limit has no room: a client's or provider's rpm, tpm or max_in_flight, or a provider
+    cooling down. Never an unbounded queue: 429 with Retry-After, worth repeating then."""
+
+    status = 429
+    type = "rate_limited"
+
+    def __init__(self, message: str, *, scope: str, code: str, retry_after: str) -> None:
+        super().__init__(message, code=code)
+        self.scope = scope
+        """"client": holds for every provider; "provider": the next entry of a chain may serve."""
+        self.kind = code
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"x-should-retry", b"true"), (b"retry-after", self.retry_after.encode())]
 
 
 class NotFound(RequestError):
@@ -172,14 +200,6 @@ class UpstreamRateLimited(UpstreamError):
         """A Retry-After is passed on, and only then (or when `soon`) is the request worth repeating."""
         retry = [(b"retry-after", self.retry_after.encode("latin-1", "replace"))] if self.retry_after else []
         return [(b"x-should-retry", b"true" if retry or self.soon else b"false"), *retry]
-
-
-class ProviderBusy(UpstreamRateLimited):
-    """chatd's own limit of requests in flight to one provider is reached: never an unbounded queue."""
-
-    code = "provider_busy"
-    kind = "busy"
-    provider_fault = False  # chatd's own limit: the provider was never asked
 
 
 class UpstreamOverloaded(UpstreamRateLimited):

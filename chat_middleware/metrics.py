@@ -32,17 +32,21 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 NO_PROVIDER = "none"
 """The provider label of a request answered before any provider was chosen (400, 404, 401…)."""
+NO_CLIENT = ""
+"""The client label of a request made without a named client's key (anonymous keys, or no auth)."""
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 HELP = {
-    "chatd_requests": "Client requests answered, by the provider that served and the status sent.",
+    "chatd_requests": "Client requests answered, by the provider that served, the status sent and the client.",
     "chatd_upstream_errors": "Upstream calls that failed, by kind of failure.",
     "chatd_retries": "Upstream calls made again to the same provider after a failure.",
     "chatd_fallbacks": "Requests passed on to the next provider of their chain.",
     "chatd_request_duration_seconds": "Time from request to the last byte of the answer.",
     "chatd_time_to_first_token_seconds": "Time from request to the first content of a stream.",
-    "chatd_tokens": "Tokens the upstreams reported, in (prompt) and out (completion).",
+    "chatd_tokens": "Tokens the upstreams reported, in (prompt) and out (completion), by client.",
     "chatd_in_flight": "Upstream calls under way.",
+    "chatd_rate_limited": "Attempts refused by a limit of chatd's own, by scope, client or provider name, and limit.",
+    "chatd_state_errors": "Calls to the shared state (Redis) that failed or ran out of time.",
 }
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -71,28 +75,31 @@ class Timings:
 class ProviderMetrics:
     """One provider's counts in this process."""
 
-    __slots__ = ("name", "statuses", "errors", "retries", "duration", "first_token", "tokens_in", "tokens_out",
-                 "in_flight")
+    __slots__ = ("name", "statuses", "errors", "retries", "duration", "first_token", "tokens", "in_flight")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.statuses: dict[int, int] = {}
+        self.statuses: dict[tuple[int, str], int] = {}
         self.errors: dict[str, int] = {}
         self.retries = 0
         self.duration = Timings()
         self.first_token = Timings()
-        self.tokens_in = 0
-        self.tokens_out = 0
+        self.tokens: dict[str, list[int]] = {NO_CLIENT: [0, 0]}
+        """client → [in, out]"""
         self.in_flight = 0
 
     def answered(self, status: int, seconds: float, first_token: float | None, tokens_in: int,
-                 tokens_out: int) -> None:
-        self.statuses[status] = self.statuses.get(status, 0) + 1
+                 tokens_out: int, client: str = NO_CLIENT) -> None:
+        key = (status, client)
+        self.statuses[key] = self.statuses.get(key, 0) + 1
         self.duration.observe(seconds)
         if first_token is not None:
             self.first_token.observe(first_token)
-        self.tokens_in += tokens_in
-        self.tokens_out += tokens_out
+        tokens = self.tokens.get(client)
+        if tokens is None:
+            tokens = self.tokens[client] = [0, 0]
+        tokens[0] += tokens_in
+        tokens[1] += tokens_out
 
     def failed(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -123,15 +130,15 @@ class SharedProviderMetrics:
         return child
 
     def answered(self, status: int, seconds: float, first_token: float | None, tokens_in: int,
-                 tokens_out: int) -> None:
-        self._child(_SHARED.requests, str(status)).inc()
+                 tokens_out: int, client: str = NO_CLIENT) -> None:
+        self._child(_SHARED.requests, str(status), client).inc()
         self._child(_SHARED.duration).observe(seconds)
         if first_token is not None:
             self._child(_SHARED.first_token).observe(first_token)
         if tokens_in:
-            self._child(_SHARED.tokens, "in").inc(tokens_in)
+            self._child(_SHARED.tokens, "in", client).inc(tokens_in)
         if tokens_out:
-            self._child(_SHARED.tokens, "out").inc(tokens_out)
+            self._child(_SHARED.tokens, "out", client).inc(tokens_out)
 
     def failed(self, kind: str) -> None:
         self._child(_SHARED.errors, kind).inc()
@@ -156,20 +163,24 @@ class _SharedMetrics:
         def histogram(name: str) -> Histogram:
             return Histogram(name, HELP[name], ["provider"], buckets=BUCKETS, registry=REGISTRY)
 
-        self.requests = counter("chatd_requests", ["provider", "status"])
+        self.requests = counter("chatd_requests", ["provider", "status", "client"])
         self.errors = counter("chatd_upstream_errors", ["provider", "kind"])
         self.retries = counter("chatd_retries", ["provider"])
         self.fallbacks = counter("chatd_fallbacks", ["from_provider", "to_provider"])
         self.duration = histogram("chatd_request_duration_seconds")
         self.first_token = histogram("chatd_time_to_first_token_seconds")
-        self.tokens = counter("chatd_tokens", ["provider", "direction"])
+        self.tokens = counter("chatd_tokens", ["provider", "direction", "client"])
         self.in_flight = Gauge("chatd_in_flight", HELP["chatd_in_flight"], ["provider"], registry=REGISTRY,
                                multiprocess_mode="livesum")
+        self.rate_limited = counter("chatd_rate_limited", ["scope", "name", "limit"])
+        self.state_errors = counter("chatd_state_errors", [])
 
 
 _SHARED = _SharedMetrics() if _DIRECTORY else None
 _PROVIDERS: dict[str, ProviderMetrics | SharedProviderMetrics] = {}
 _FALLBACKS: dict[tuple[str, str], int] = {}
+_RATE_LIMITED: dict[tuple[str, str, str], int] = {}
+_STATE_ERRORS = [0]
 
 
 def for_provider(name: str) -> ProviderMetrics | SharedProviderMetrics:
@@ -187,12 +198,29 @@ def fell_back(from_provider: str, to_provider: str) -> None:
         _FALLBACKS[from_provider, to_provider] = _FALLBACKS.get((from_provider, to_provider), 0) + 1
 
 
+def rate_limited(scope: str, name: str, limit: str) -> None:
+    """A limit of chatd's own refused an attempt: scope "client" or "provider", limit rpm, tpm…"""
+    if _SHARED:
+        _SHARED.rate_limited.labels(scope, name, limit).inc()
+    else:
+        _RATE_LIMITED[scope, name, limit] = _RATE_LIMITED.get((scope, name, limit), 0) + 1
+
+
+def state_error() -> None:
+    """A call to the shared state failed (RedisState's on_state_error)."""
+    if _SHARED:
+        _SHARED.state_errors.inc()
+    else:
+        _STATE_ERRORS[0] += 1
+
+
 class _InProcess:
     """A collector that turns this process's counts into Prometheus families at scrape time."""
 
     def collect(self) -> Iterator[object]:
         providers = sorted(_PROVIDERS.values(), key=lambda m: m.name)
-        requests = CounterMetricFamily("chatd_requests", HELP["chatd_requests"], labels=["provider", "status"])
+        requests = CounterMetricFamily("chatd_requests", HELP["chatd_requests"],
+                                       labels=["provider", "status", "client"])
         errors = CounterMetricFamily("chatd_upstream_errors", HELP["chatd_upstream_errors"],
                                      labels=["provider", "kind"])
         retries = CounterMetricFamily("chatd_retries", HELP["chatd_retries"], labels=["provider"])
@@ -200,24 +228,31 @@ class _InProcess:
                                          labels=["provider"])
         first_token = HistogramMetricFamily("chatd_time_to_first_token_seconds",
                                             HELP["chatd_time_to_first_token_seconds"], labels=["provider"])
-        tokens = CounterMetricFamily("chatd_tokens", HELP["chatd_tokens"], labels=["provider", "direction"])
+        tokens = CounterMetricFamily("chatd_tokens", HELP["chatd_tokens"], labels=["provider", "direction", "client"])
         in_flight = GaugeMetricFamily("chatd_in_flight", HELP["chatd_in_flight"], labels=["provider"])
         for m in providers:
-            for status, count in sorted(m.statuses.items()):
-                requests.add_metric([m.name, str(status)], count)
+            for (status, client), count in sorted(m.statuses.items()):
+                requests.add_metric([m.name, str(status), client], count)
             for kind, count in sorted(m.errors.items()):
                 errors.add_metric([m.name, kind], count)
             retries.add_metric([m.name], m.retries)
             duration.add_metric([m.name], m.duration.cumulative(), m.duration.sum)
             first_token.add_metric([m.name], m.first_token.cumulative(), m.first_token.sum)
-            tokens.add_metric([m.name, "in"], m.tokens_in)
-            tokens.add_metric([m.name, "out"], m.tokens_out)
+            for client, (tokens_in, tokens_out) in sorted(m.tokens.items()):
+                tokens.add_metric([m.name, "in", client], tokens_in)
+                tokens.add_metric([m.name, "out", client], tokens_out)
             in_flight.add_metric([m.name], m.in_flight)
         fallbacks = CounterMetricFamily("chatd_fallbacks", HELP["chatd_fallbacks"],
                                         labels=["from_provider", "to_provider"])
         for (source, target), count in sorted(_FALLBACKS.items()):
             fallbacks.add_metric([source, target], count)
-        yield from (requests, errors, retries, fallbacks, duration, first_token, tokens, in_flight)
+        limited = CounterMetricFamily("chatd_rate_limited", HELP["chatd_rate_limited"],
+                                      labels=["scope", "name", "limit"])
+        for labels, count in sorted(_RATE_LIMITED.items()):
+            limited.add_metric(list(labels), count)
+        state_errors = CounterMetricFamily("chatd_state_errors", HELP["chatd_state_errors"], value=_STATE_ERRORS[0])
+        yield from (requests, errors, retries, fallbacks, duration, first_token, tokens, in_flight, limited,
+                    state_errors)
 
 
 if not _DIRECTORY:

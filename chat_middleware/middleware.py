@@ -7,7 +7,9 @@ Pure ASGI: other paths, websockets and lifespan events reach the wrapped app
 untouched. Lifespan is watched on the way through to open and close the
 upstream sessions; a server that sends no lifespan events gets them opened on
 first use. With `[gateway] chatd_url` set, /v1/chat/* is forwarded to that
-standalone chatd instead.
+standalone chatd instead. The shared state (limits, leases, cooldowns) is made
+once, kept across reloads while [chatd.state] stays the same, and closed at
+lifespan shutdown.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .asgi import ClientGone, send_error
 from .config import Config, load_config
 from .errors import ChatdError, MethodNotAllowed, NotFound, RequestError, Unauthorized, redact
 from .metrics import process_exiting
-from .runtime import Runtime
+from .runtime import Runtime, make_state
 from .surfaces import Handler
 from .telemetry import Telemetry
 from .types import ASGIApp, Headers, Receive, Scope, Send
@@ -33,6 +35,8 @@ log = logging.getLogger("chatd")
 
 PREFIX = "/v1/chat"
 HEALTH = PREFIX + "/health"
+ANTHROPIC = PREFIX + "/v1/"
+"""The Anthropic surface, whose clients (Claude Code) send their key as `x-api-key`."""
 UNLOGGED = frozenset(PREFIX + path for path in endpoints.UNLOGGED)
 ROUTES: dict[tuple[str, str], Handler] = {
     (method, PREFIX + path): handler for (method, path), handler in {**surfaces.ROUTES, **endpoints.ROUTES}.items()
@@ -53,7 +57,7 @@ class ChatMiddleware:
         self.app = app
         config = config if isinstance(config, Config) else load_config(config)
         self.telemetry = Telemetry(config.providers)
-        self.runtime = Runtime(config, self.telemetry)
+        self.runtime = Runtime(config, self.telemetry, make_state(config.state))
         self._watch_interval = watch_config
         self._reload_on_sighup = reload_on_sighup
         self._watcher: asyncio.Task | None = None
@@ -101,12 +105,13 @@ class ChatMiddleware:
         return lifespan_receive
 
     async def aclose(self) -> None:
-        """Close upstream sessions and stop watching the config file."""
+        """Close upstream sessions and the shared state, and stop watching the config file."""
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
         self._started = False
         await self.runtime.close()
+        await self.runtime.state.aclose()
 
     def reload(self) -> bool:
         """Load the config file again; new requests use it, in-flight ones finish on the old.
@@ -115,11 +120,14 @@ class ChatMiddleware:
         """
         path = self.runtime.config.path
         try:
-            runtime = Runtime(load_config(path), self.telemetry)
+            config = load_config(path)
+            kept = config.state == self.runtime.config.state
+            runtime = Runtime(config, self.telemetry, self.runtime.state if kept else make_state(config.state))
         except ChatdError as exc:
             log.error("config reload rejected, keeping the running config: %s", exc)
             return False
         old, self.runtime = self.runtime, runtime
+        old.closes_state = not kept  # its requests release their leases into it, then it closes
         old.retire()
         names = ", ".join(p.name for p in runtime.config.registered)
         log.info("config %s reloaded: %d provider(s) registered: %s", path, len(runtime.config.registered), names)
@@ -160,8 +168,8 @@ class ChatMiddleware:
                 runtime.open()
                 self._start_watching()
             handler = self._routes.get((scope["method"], path)) or _prefixed(scope["method"], path)
-            if runtime.config.client_keys and path != HEALTH:
-                _authorize(scope, runtime.config.client_keys)
+            if runtime.principals and path != HEALTH:
+                call.client = _authorize(scope, runtime.principals, path.startswith(ANTHROPIC))
             if handler is None:
                 allowed = [method for method, route in self._routes if route == path]
                 if allowed:
@@ -193,19 +201,34 @@ class ChatMiddleware:
         await send_error(send, error, [*headers, (REQUEST_ID, call.request_id)], _error_body(call.path, error))
 
 
-def _authorize(scope: Scope, keys: frozenset[str]) -> None:
-    """A valid `Authorization: Bearer <key>`, compared in constant time against every key."""
-    presented = b""
+def _authorize(scope: Scope, principals: tuple[tuple[bytes, str | None], ...], anthropic: bool) -> str | None:
+    """The client a valid key stands for (None: an anonymous key), else 401.
+
+    The key is `Authorization: Bearer <key>`, or on the Anthropic surface
+    `x-api-key` (Claude Code's header) when sent. It is compared in constant
+    time against every key, so how long the check takes tells nothing of them.
+    """
+    bearer = api_key = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            presented = value
-            break
-    scheme, _, token = presented.partition(b" ")
+            bearer = value
+        elif name == b"x-api-key":
+            api_key = value
+    if anthropic and api_key is not None:
+        token = api_key.strip()
+    else:
+        scheme, _, token = (bearer or b"").partition(b" ")
+        token = token.strip() if scheme.lower() == b"bearer" else b""
     valid = False
-    for key in keys:
-        valid |= hmac.compare_digest(token.strip(), key.encode())
-    if scheme.lower() != b"bearer" or not valid:
-        raise Unauthorized("a valid 'Authorization: Bearer <key>' header is required")
+    client = None
+    for key, name in principals:
+        match = hmac.compare_digest(token, key)
+        valid |= match
+        client = name if match else client
+    if not valid or not token:
+        wanted = "'x-api-key' or 'Authorization: Bearer <key>'" if anthropic else "'Authorization: Bearer <key>'"
+        raise Unauthorized(f"a valid {wanted} header is required")
+    return client
 
 
 def _prefixed(method: str, path: str) -> Handler | None:

@@ -3,7 +3,9 @@
 For each entry of a resolution's chain, chatd asks the provider (again, after a
 backoff, on connection errors, 429 and 502/503/504), then falls back to the next
 entry on any upstream failure but a rejected request — for as long as no content
-has reached the client (see exchange.py). A client that leaves, or a deadline
+has reached the client (see exchange.py). Each attempt first takes a lease from
+the shared state (admission.py): an entry at a limit of its provider is skipped,
+a client at its own limit gets 429 at once. A client that leaves, or a deadline
 that passes, cancels the work (see guard.py) and closes the upstream connection.
 """
 
@@ -11,25 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from time import monotonic
 
 import aiohttp
 
 from .access import CLIENT_LEFT, REQUEST_ID, Call
+from .admission import Admission, outcome_of
 from .asgi import JSON, header_value
 from .canonical import ChatRequest
 from .errors import (
-    ProviderBusy, ProviderNotRegistered, RequestError, UpstreamError, UpstreamTimeout,
-    from_upstream_status, redact,
+    LimitReached, ProviderNotRegistered, RequestError, UpstreamError, UpstreamTimeout, from_upstream_status,
+    redact,
 )
 from .exchange import Attempt, Exchange
 from .guard import DISCONNECT, Guard
 from .leg import Leg
 from .metrics import fell_back
 from .render import Renderer
-from .resilience import cooling, note_failure, note_success, retry_delay
+from .resilience import retry_delay
 from .routing import Target
 from .settings import Config, ProviderConfig, Timeouts
+from .state import Outcome, State
 from .streams import StreamDecoder
 from .telemetry import Telemetry
 from .types import Receive, Send
@@ -54,8 +57,9 @@ def timeout_error(provider: str, reason: str, timeouts: Timeouts) -> UpstreamTim
 class Relay:
     """Runs requests against the providers of one Config."""
 
-    def __init__(self, config: Config, upstreams: Upstreams, telemetry: Telemetry) -> None:
+    def __init__(self, config: Config, upstreams: Upstreams, telemetry: Telemetry, state: State) -> None:
         self._providers = config.providers
+        self._admission = Admission(config, state)
         self._legs: dict[tuple[str, str], Leg] = {}
         self._provider_headers = {name: (b"x-chatd-provider", name.encode()) for name in config.providers}
         self._upstreams = upstreams
@@ -101,6 +105,7 @@ class Relay:
         skipped: RequestError | None = None
         failed: RequestError | None = None
         failed_at = ""
+        admitted = False
         for index, target in enumerate(chain):
             if not target.registered:
                 skipped = ProviderNotRegistered(
@@ -110,17 +115,6 @@ class Relay:
             provider = self._providers[target.provider]
             stats = self._telemetry.providers[provider.name]
             policy = provider.resilience
-            if index < len(chain) - 1 and cooling(stats, monotonic()):
-                skipped = UpstreamError(f"{provider.name} is cooling down after repeated failures")
-                continue
-            if policy.max_in_flight and stats.in_flight >= policy.max_in_flight:
-                stats.errors["busy"] += 1
-                skipped = ProviderBusy(f"{provider.name} already has {policy.max_in_flight} requests in flight",
-                                       retry_after="1")
-                continue
-            if failed is not None:
-                stats.fallbacks += 1
-                fell_back(failed_at, provider.name)
             leg = self.leg(provider, request.api)
             try:
                 payload = leg.build(request, target.upstream_model)
@@ -128,13 +122,26 @@ class Relay:
                 return exc
             tries = 0
             while True:
+                grant = await self._admission.admit(provider.name, exchange.call.client, again=admitted,
+                                                    skip_cooling=index < len(chain) - 1)
+                if isinstance(grant, RequestError):
+                    if not isinstance(grant, LimitReached) or grant.scope == "client":
+                        return grant  # the client's own limit holds for every provider
+                    skipped = grant
+                    break
+                if not tries and failed is not None:
+                    stats.fallbacks += 1
+                    fell_back(failed_at, provider.name)
+                admitted = True
                 renderer.serving(target, leg.passthrough)
-                error = await self._attempt(target, leg, payload, request, renderer, exchange, guard)
+                outcome: Outcome = "neutral"
+                try:
+                    error = await self._attempt(target, leg, payload, request, renderer, exchange, guard)
+                    outcome = outcome_of(error)
+                finally:
+                    await self._admission.release(grant, exchange.attempt, outcome)
                 if error is None:
-                    note_success(stats)
                     return None
-                if isinstance(error, UpstreamError) and error.provider_fault:
-                    note_failure(stats, policy, monotonic())
                 if exchange.response_started or not isinstance(error, UpstreamError):
                     return error  # too late, or the client's own fault: nowhere else to go
                 failed, failed_at = error, provider.name
@@ -144,7 +151,7 @@ class Relay:
                 tries += 1
                 Telemetry.retried(stats)
                 await _pause(delay, guard)
-            if not failed.fallback:
+            if failed is not None and not failed.fallback:
                 return failed
         return failed or skipped
 

@@ -1,6 +1,7 @@
-"""When to ask a provider again, when to skip it, and how long to wait in between.
+"""When to ask a provider again, and how long to wait in between.
 
-Pure policy over a provider's counters; the relay does the asking.
+Pure policy; the relay does the asking. Whether to skip a provider — its
+cooldown and limits — is the shared state's to say (state.py, admission.py).
 """
 
 from __future__ import annotations
@@ -11,24 +12,6 @@ from time import time
 
 from .settings import Resilience
 from .errors import UpstreamError, UpstreamRateLimited
-from .telemetry import ProviderStats
-
-
-def cooling(stats: ProviderStats, now: float) -> bool:
-    """True while a provider sits out its cooldown."""
-    return stats.cooldown_until > now
-
-
-def note_success(stats: ProviderStats) -> None:
-    stats.consecutive_failures = 0
-
-
-def note_failure(stats: ProviderStats, policy: Resilience, now: float) -> None:
-    """Count a failure; the Nth in a row starts a cooldown."""
-    stats.consecutive_failures += 1
-    if policy.cooldown and stats.consecutive_failures >= policy.cooldown_failures:
-        stats.cooldown_until = now + policy.cooldown
-        stats.consecutive_failures = 0
 
 
 def retry_delay(error: UpstreamError, attempt: int, policy: Resilience) -> float | None:

@@ -42,7 +42,7 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def _where(url: str) -> str:
+def where(url: str) -> str:
     """host:port/db of a Redis URL, never its password."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -72,7 +72,7 @@ class RedisState:
                                      retry=Retry(NoBackoff(), 0))
         self._no_script = NoScriptError
         self._faults = (RedisError, OSError, asyncio.TimeoutError)
-        self._where = _where(url)
+        self._where = where(url)
         self._prefix = key_prefix
         self._lease_ms = _ms(lease_s)
         self._window_ms = _ms(window_s)

@@ -8,8 +8,9 @@
       ...
 
 Plain aligned text for an operator: where every tier goes, which prefix names
-which provider, and for each provider whether it is registered and why. Keys
-never appear — only where they came from.
+which provider, for each provider whether it is registered and why and its
+limits, where limits are counted ([chatd.state]), and each client's models and
+limits. Keys never appear — only where they came from.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from __future__ import annotations
 import os
 from typing import Iterable, Mapping, Sequence
 
-from .settings import Config, ProviderConfig
+from .settings import ClientConfig, Config, ProviderConfig, StateConfig
 from .routing import Router
+from .state_redis import where
 
 _INDENT = "  "
 
@@ -49,13 +51,51 @@ def routing_table(
 
     lines += ["", "providers"]
     lines += _aligned(
-        [p.name, p.transform, p.base_url, _registered(p.registered), key_status(p, environ), _forwards(p)]
+        [p.name, p.transform, p.base_url, _registered(p.registered), key_status(p, environ), _forwards(p),
+         _limits(p.resilience.max_in_flight, p.resilience.rpm, p.resilience.tpm)]
         for p in sorted(config.providers.values(), key=lambda p: p.name)
     )
 
     default = config.providers[config.default_provider]
     lines += ["", f"default provider {default.name} ({_registered(default.registered)})"]
+
+    lines += ["", "shared state", _INDENT + _state(config.state)]
+
+    lines += ["", "clients"]
+    rows = [[c.name, _client_keys(c, environ), _models(c), _limits(c.max_in_flight, c.rpm, c.tpm)]
+            for c in config.clients.values()]
+    if config.api_keys_env:
+        rows.append(["(anonymous)", f"{len(config.client_keys)} key(s) from env {config.api_keys_env}",
+                     "models: every model", ""])
+    lines += _aligned(rows) if rows else [_INDENT + "(none: no client key needed)"]
     return "\n".join(lines) + "\n"
+
+
+def _state(state: StateConfig) -> str:
+    """Where limits, leases and cooldowns are counted — never a Redis password."""
+    if not state.redis_url:
+        return "per process (no [chatd.state] redis_url)"
+    return (f"redis {where(state.redis_url)}  key_prefix {state.key_prefix}  on_error {state.on_error}  "
+            f"lease_s {state.lease_s:g}  timeout_s {state.timeout_s:g}  retry_s {state.retry_s:g}")
+
+
+def _client_keys(client: ClientConfig, environ: Mapping[str, str]) -> str:
+    """How many keys a client has and where they came from — never the keys."""
+    source = f"env {client.key_env}" if environ.get(client.key_env) else f"env_file {client.env_file}"
+    return f"{len(client.keys)} key(s) from {source}"
+
+
+def _models(client: ClientConfig) -> str:
+    if client.models is None:
+        return "models: every model"
+    return f"models: {', '.join(client.models) or 'none'}"
+
+
+def _limits(max_in_flight: int, rpm: int, tpm: int) -> str:
+    """The limits that are set (0 is unlimited, and not shown)."""
+    limits = [f"{name} {value}" for name, value in (("max_in_flight", max_in_flight), ("rpm", rpm), ("tpm", tpm))
+              if value]
+    return "limits " + ", ".join(limits) if limits else ""
 
 
 def key_status(provider: ProviderConfig, environ: Mapping[str, str]) -> str:

@@ -1,5 +1,8 @@
 """Per-provider counters kept in process: requests, errors by kind, tokens, latency.
 
+Cooldowns and the in-flight slots that limits count are the shared state's
+(state.py); `in_flight` here is this process's upstream calls, for its metrics.
+
 Plain integers and floats updated in place — no locks (one event loop per
 process) and nothing allocated per request but the error-kind key. Upstream
 calls in flight and failures also go to the provider's Prometheus metrics.
@@ -19,7 +22,7 @@ class ProviderStats:
     """What one provider has done since start-up."""
 
     __slots__ = ("requests", "statuses", "errors", "tokens_in", "tokens_out", "latency_s", "in_flight",
-                 "consecutive_failures", "cooldown_until", "retries", "fallbacks", "metrics")
+                 "retries", "fallbacks", "metrics")
 
     def __init__(self, name: str) -> None:
         self.metrics: ProviderMetrics | SharedProviderMetrics = for_provider(name)
@@ -30,8 +33,6 @@ class ProviderStats:
         self.tokens_out = 0
         self.latency_s = 0.0
         self.in_flight = 0
-        self.consecutive_failures = 0
-        self.cooldown_until = 0.0
         self.retries = 0
         self.fallbacks = 0
 

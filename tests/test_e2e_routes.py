@@ -108,7 +108,7 @@ def test_providers_lists_exactly_the_registered_ones_without_keys(gateway, upstr
     response = httpx.get(gateway.url + "/v1/chat/providers")
     providers = response.json()["providers"]
     assert sorted(p["name"] for p in providers) == sorted(upstreams)
-    assert all(set(p) == {"name", "transform", "base_url", "available", "cooldown_s"} for p in providers)
+    assert all(set(p) == {"name", "transform", "base_url", "available", "cooldown_s", "in_flight"} for p in providers)
     assert not any(key in response.text for key in KEYS.values())
 
 

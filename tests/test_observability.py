@@ -30,9 +30,14 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
     return samples
 
 
+def total(samples: dict, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (every client's, unless one is named)."""
+    wanted = set(labels.items())
+    return sum(value for (sample, found), value in samples.items() if sample == name and wanted <= set(found))
+
+
 def delta(before: dict, after: dict, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
+    return total(after, name, **labels) - total(before, name, **labels)
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:

@@ -162,9 +162,10 @@ def test_in_flight_limit_answers_429_instead_of_queueing(make_chatd, openrouter)
             for task in hung:
                 task.cancel()
             await asyncio.gather(*hung, return_exceptions=True)
-            return [third.status_code, third.headers.get("retry-after"), third.json()["error"]["code"]]
+            error = third.json()["error"]
+            return [third.status_code, third.headers.get("retry-after"), error["type"], error["code"]]
 
-    assert asyncio.run(scenario()) == [429, "1", "provider_busy"]
+    assert asyncio.run(scenario()) == [429, "1", "rate_limited", "provider_max_in_flight"]
     assert openrouter.wait_open_requests(0, timeout=5)
 
 

@@ -27,7 +27,7 @@ async def chat_completions(runtime: Runtime, call: Call, scope: Scope, receive: 
 
 async def models(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """The tiers, then the models they name, in OpenAI's list shape."""
-    await send_body(send, 200, runtime.models, [JSON])
+    await send_body(send, 200, runtime.listed(call), [JSON])
 
 
 ROUTES = {

@@ -52,7 +52,7 @@ async def generate(runtime: Runtime, call: Call, scope: Scope, receive: Receive,
 
 async def tags(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
     """GET /api/tags: the models of GET /v1/chat/models, in Ollama's shape."""
-    await send_body(send, 200, tag_list(runtime.models), [JSON])
+    await send_body(send, 200, tag_list(runtime.listed(call)), [JSON])
 
 
 async def version(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,7 +116,7 @@ def speaks_ollama(config: Config, chain: tuple[Target, ...]) -> bool:
     return all(config.providers[t.provider].transform in OLLAMA_TRANSFORMS for t in chain if t.registered)
 
 
-@lru_cache(maxsize=4)  # one model list per config: built on the first request, not on every one
+@lru_cache(maxsize=64)  # one model list per config and client: built on the first request, not on every one
 def tag_list(models: bytes) -> bytes:
     """The OpenAI model list → Ollama's /api/tags; sizes and details are unknown to chatd, so empty."""
     listed = []
