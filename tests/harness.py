@@ -116,6 +116,13 @@ class ChatdServer(ASGIServer):
         super().__init__(create_app(config))
 
 
+def this_checkout(env: dict[str, str] | os._Environ) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH: a command (`chatd`, `hypercorn app:app`) imports the
+    chat_middleware under test, not whichever one the environment has installed."""
+    path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path}
+
+
 def free_port() -> int:
     """A port free right now on 127.0.0.1, for commands that take --bind HOST:PORT."""
     with socket.socket() as sock:
@@ -134,6 +141,7 @@ class ServerProcess:
     def __init__(self, argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
+        env = this_checkout(os.environ if env is None else env)
         with open(log, "wb") as out:
             self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                           start_new_session=True)

@@ -13,6 +13,7 @@ from chat_middleware import load_config
 from chat_middleware.table import routing_table
 
 from tests.conftest import KEYS
+from tests.harness import this_checkout
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "lakehouse.toml"
 CHATD = Path(sys.executable).parent / "chatd"
@@ -21,7 +22,8 @@ CHATD = Path(sys.executable).parent / "chatd"
 def run_check(config: Path, keys: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The installed console script, in an environment holding exactly `keys`."""
     env = {k: v for k, v in os.environ.items() if k not in KEYS and k != "LAKEHOUSE_CONFIG"}
-    return subprocess.run([str(CHATD), "--check", "--config", str(config)], env={**env, **(keys or {})},
+    return subprocess.run([str(CHATD), "--check", "--config", str(config)],
+                          env=this_checkout({**env, **(keys or {})}),
                           capture_output=True, text=True, timeout=30)
 
 
@@ -49,7 +51,9 @@ def test_example_config_in_dev_mode():
     assert "not registered" in kimi and "no key: set KIMI_API_KEY" in kimi
     assert "https://api.kimi.com/coding/v1" in kimi
     assert kimi.endswith("forwards user-agent")  # what each provider passes on of the client's headers
-    assert table.rstrip().endswith("default provider ollama (registered)")
+    assert "\ndefault provider ollama (registered)\n" in table
+    assert section(table, "shared state") == ["  per process (no [chatd.state] redis_url)"]
+    assert section(table, "clients") == ["  (none: no client key needed)"]
     # the fallback chain of a tier, each entry with where it goes and whether it can be served
     smart = section(table, "tiers")[2:5]
     assert smart[0].split()[:7] == ["smart", "kimi/kimi-for-coding", "→", "kimi", "kimi-for-coding", "prefix",
@@ -141,3 +145,40 @@ def test_routing_table_columns_are_aligned():
         arrows = {line.index("→") for line in rows if "→" in line}
         assert len(arrows) <= 1, title
         assert all(line.startswith("  ") and line == line.rstrip() for line in rows)
+
+
+def test_check_shows_shared_state_and_each_clients_models_and_limits_never_a_key(tmp_path):
+    path = tmp_path / "lakehouse.toml"
+    path.write_text("""
+[chatd]
+api_keys_env = "ANON_KEYS"
+[chatd.providers.kimi]
+max_in_flight = 4
+rpm = 60
+[chatd.state]
+redis_url = "redis://:pw-secret-77@10.0.0.5:6380/2"
+on_error = "closed"
+[chatd.clients.team-a]
+key_env = "A_KEYS"
+models = ["fast", "ollama/*"]
+rpm = 600
+tpm = 2000000
+[chatd.clients.ci]
+key_env = "CI_KEYS"
+""")
+    keys = {"A_KEYS": "ka-secret-1,ka-secret-2", "CI_KEYS": "ci-secret-3", "ANON_KEYS": "anon-secret-4",
+            "KIMI_API_KEY": KEYS["KIMI_API_KEY"]}
+    result = run_check(path, keys)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout
+    assert section(table, "shared state") == [
+        "  redis 10.0.0.5:6380/2  key_prefix chatd:  on_error closed  lease_s 30  timeout_s 0.25  retry_s 5"]
+    assert row(table, "clients", "team-a").split() == [
+        "team-a", "2", "key(s)", "from", "env", "A_KEYS", "models:", "fast,", "ollama/*",
+        "limits", "rpm", "600,", "tpm", "2000000"]
+    assert row(table, "clients", "ci").split() == ["ci", "1", "key(s)", "from", "env", "CI_KEYS", "models:",
+                                                   "every", "model"]
+    assert "1 key(s) from env ANON_KEYS" in row(table, "clients", "(anonymous)")
+    assert row(table, "providers", "kimi").endswith("limits max_in_flight 4, rpm 60")
+    for secret in (*keys.values(), "pw-secret-77"):
+        assert secret not in result.stdout and secret not in result.stderr

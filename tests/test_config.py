@@ -117,6 +117,19 @@ def test_forward_headers_default_to_the_agent_identity_for_kimi_only(tmp_path):
         ("[chatd.providers.kimi]\nforward_headers = 'user-agent'\n",
          "[chatd.providers.kimi] forward_headers: expected an array of strings"),
         ("[chatd.providers.kimi]\ncapabilities = [1]\n", "[chatd.providers.kimi] capabilities: expected an array"),
+        ("[chatd]\nrpm = 1.5\n", "[chatd] rpm: expected an integer"),
+        ("[chatd.providers.kimi]\ntpm = -1\n", "[chatd.providers.kimi] tpm: must not be negative"),
+        ("[chatd.state]\non_error = 'ignore'\n", '[chatd.state] on_error: expected "open" or "closed"'),
+        ("[chatd.state]\nredis_url = 'http://h:6379'\n", "[chatd.state] redis_url: expected redis://"),
+        ("[chatd.state]\nlease_s = 0\n", "[chatd.state] lease_s: must be greater than 0"),
+        ("[chatd.state]\nredis = 'x'\n", "[chatd.state] redis: unknown key"),
+        ("[chatd]\nstate = 1\n", "[chatd] state: expected a table"),
+        ("[chatd.clients.a]\nmodels = ['fast']\n", "[chatd.clients.a] key_env: is required"),
+        ("[chatd.clients.a]\nkey_env = 'A_KEYS'\n", "[chatd.clients.a] key_env: names A_KEYS, which is unset"),
+        ("[chatd.clients.a]\nkey_env = 'A'\nmodels = 'fast'\n", "[chatd.clients.a] models: expected an array"),
+        ("[chatd.clients.a]\nkey_env = 'A'\nrpm = '60'\n", "[chatd.clients.a] rpm: expected an integer"),
+        ("[chatd.clients.a]\nkey_env = 'A'\nkeys = ['k']\n", "[chatd.clients.a] keys: unknown key"),
+        ("[chatd.clients.'a b']\nkey_env = 'A'\n", "[chatd.clients.a b]: a client's name is letters"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, expected):
@@ -138,3 +151,58 @@ def test_path_comes_from_argument_then_env_then_default(tmp_path):
     assert config_path(None, {}) == "lakehouse.toml"
     with pytest.raises(ConfigError, match="no such file"):
         load_config(environ={"LAKEHOUSE_CONFIG": str(tmp_path / "missing.toml")})
+
+
+CLIENT_ENV = {"A_KEYS": "ka-1, ka-2 ,", "B_KEYS": "kb-1", "ANON_KEYS": "anon-1"}
+
+
+def test_client_keys_state_and_limits_are_read(tmp_path):
+    config = load_config(write(tmp_path, """
+[chatd]
+api_keys_env = "ANON_KEYS"
+rpm = 100
+[chatd.providers.kimi]
+tpm = 5000
+[chatd.state]
+redis_url = "redis://:s3cret-pw@10.0.0.5:6380/2"
+on_error = "closed"
+lease_s = 10
+[chatd.clients.team-a]
+key_env = "A_KEYS"
+models = ["fast", "ollama/*"]
+rpm = 60
+[chatd.clients.team-b]
+key_env = "B_KEYS"
+"""), environ=CLIENT_ENV)
+    a, b = config.clients["team-a"], config.clients["team-b"]
+    assert a.keys == {"ka-1", "ka-2"} and a.models == ("fast", "ollama/*") and (a.rpm, a.tpm) == (60, 0)
+    assert b.keys == {"kb-1"} and b.models is None and b.allows("anything/at-all")
+    assert a.allows("ollama/qwen3:8b") and not a.allows("qwen3:8b") and not a.allows("smart")
+    assert config.client_keys == {"anon-1"}
+    assert (config.state.on_error, config.state.lease_s, config.state.key_prefix) == ("closed", 10, "chatd:")
+    assert config.providers["kimi"].resilience.tpm == 5000 and config.providers["kimi"].resilience.rpm == 100
+    assert config.providers["ollama"].resilience.tpm == 0
+    assert {"ka-1", "ka-2", "kb-1", "anon-1", "s3cret-pw"} <= set(config.keys)  # all redacted from output
+    assert not any(secret in repr(config) for secret in ("ka-1", "kb-1", "anon-1", "s3cret-pw"))
+
+
+@pytest.mark.parametrize("environ, other", [({"A_KEYS": "k-1, shared", "B_KEYS": "shared"}, "[chatd.clients.a]"),
+                                            ({"A_KEYS": "k-1", "B_KEYS": "k-2", "ANON_KEYS": "k-2"},
+                                             "[chatd] api_keys_env")])
+def test_a_key_of_two_clients_is_refused_without_showing_it(tmp_path, environ, other):
+    path = write(tmp_path, '[chatd]\napi_keys_env = "ANON_KEYS"\n[chatd.clients.a]\nkey_env = "A_KEYS"\n'
+                           '[chatd.clients.b]\nkey_env = "B_KEYS"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"ANON_KEYS": "anon-9", **environ})
+    message = str(info.value)
+    assert other in message and "each key identifies one client" in message
+    assert "shared" not in message and "k-2" not in message
+
+
+def test_client_keys_may_come_from_an_env_file(tmp_path):
+    env_file = tmp_path / "clients.env"
+    env_file.write_text("A_KEYS=ka-from-file\n")
+    env_file.chmod(0o600)
+    path = write(tmp_path, '[chatd.clients.a]\nkey_env = "A_KEYS"\nenv_file = "clients.env"\n')
+    assert load_config(path, environ={}).clients["a"].keys == {"ka-from-file"}
+    assert load_config(path, environ={"A_KEYS": "ka-env"}).clients["a"].keys == {"ka-env"}

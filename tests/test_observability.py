@@ -18,9 +18,10 @@ from tests.fakes import Reply
 HI = [{"role": "user", "content": "Hi"}]
 
 
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    """Every sample of GET /v1/chat/metrics, keyed by name and sorted labels."""
-    response = httpx.get(url + "/v1/chat/metrics", timeout=10)
+def scrape(url: str, key: str | None = None) -> dict[tuple[str, tuple], float]:
+    """Every sample of GET /v1/chat/metrics (asked with client `key`), keyed by name and sorted labels."""
+    response = httpx.get(url + "/v1/chat/metrics", headers={"authorization": f"Bearer {key}"} if key else {},
+                         timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples = {}
@@ -30,13 +31,13 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
     return samples
 
 
-def total(samples: dict, name: str, **labels: str) -> float:
+def total(samples: dict, name: str, /, **labels: str) -> float:
     """The sum of the samples of `name` whose labels include `labels` (every client's, unless one is named)."""
     wanted = set(labels.items())
     return sum(value for (sample, found), value in samples.items() if sample == name and wanted <= set(found))
 
 
-def delta(before: dict, after: dict, name: str, **labels: str) -> float:
+def delta(before: dict, after: dict, name: str, /, **labels: str) -> float:
     return total(after, name, **labels) - total(before, name, **labels)
 
 

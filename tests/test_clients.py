@@ -1,0 +1,223 @@
+"""Named client keys ([chatd.clients.NAME]): who is calling, which models it may name, its own limits.
+
+One chatd process, counting in process (no [chatd.state] redis_url); the same
+limits across processes sharing Redis are in test_shared_limits.py.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import KEYS
+from tests.fakes import Reply
+from tests.limits import HI, Held, chat, headers, limit_error
+from tests.test_observability import access_lines, delta, scrape, wait_for
+
+TEAM_A, TEAM_A_2, TEAM_B, ANON = "ka-team-a-1111", "ka-team-a-2222", "kb-team-b-3333", "anon-4444"
+ENVIRON = {**KEYS, "TEAM_A_KEYS": f"{TEAM_A}, {TEAM_A_2}", "TEAM_B_KEYS": TEAM_B, "CHATD_CLIENT_KEYS": ANON}
+CLIENTS = """
+api_keys_env = "CHATD_CLIENT_KEYS"
+
+[chatd.clients.team-a]
+key_env = "TEAM_A_KEYS"
+models = ["fast", "smart", "ollama/*"]
+
+[chatd.clients.team-b]
+key_env = "TEAM_B_KEYS"
+"""
+
+
+def limited(extra: str) -> str:
+    """CLIENTS with limit lines added to team-b's block."""
+    return CLIENTS + extra
+
+
+@pytest.fixture
+def chatd(make_chatd):
+    return make_chatd(extra=CLIENTS, environ=ENVIRON)
+
+
+def models(url: str, key: str, path: str = "/v1/chat/models") -> list[str]:
+    body = httpx.get(url + path, headers=headers(key), timeout=10).json()
+    return [m["id"] for m in body["data"]] if "data" in body else [m["name"] for m in body["models"]]
+
+
+# ----- who is calling
+
+
+def test_each_key_identifies_its_client_in_the_access_log(chatd, caplog):
+    caplog.set_level(logging.INFO, logger="chatd.access")
+    for key, rid in ((TEAM_A, "a-1"), (TEAM_A_2, "a-2"), (TEAM_B, "b-1"), (ANON, "anon-1")):
+        response = httpx.post(chatd.url + "/v1/chat/completions", timeout=10,
+                              headers={**headers(key), "x-request-id": rid},
+                              json={"model": "fast", "messages": HI})
+        assert response.status_code == 200, response.text
+    assert wait_for(lambda: len([line for line in access_lines(caplog) if line["status"] == 200]) >= 4)
+    clients = {line["request_id"]: line["client"] for line in access_lines(caplog)}
+    assert {rid: clients[rid] for rid in ("a-1", "a-2", "b-1", "anon-1")} == {
+        "a-1": "team-a", "a-2": "team-a", "b-1": "team-b", "anon-1": None}
+    assert not any(key in caplog.text for key in (TEAM_A, TEAM_A_2, TEAM_B, ANON))
+
+
+@pytest.mark.parametrize("sent", [{}, {"authorization": "Bearer nope"}, {"authorization": f"Basic {TEAM_A}"},
+                                  {"authorization": "Bearer"}, {"x-api-key": TEAM_A}])
+def test_no_key_or_an_unknown_key_is_401(chatd, sent):
+    response = httpx.post(chatd.url + "/v1/chat/completions", json={"model": "fast", "messages": HI},
+                          headers=sent, timeout=10)
+    assert response.status_code == 401, response.text  # x-api-key counts only on the Anthropic surface
+    assert response.json()["error"]["type"] == "authentication_error"
+    assert response.headers["x-should-retry"] == "false" and TEAM_A not in response.text
+
+
+def test_the_anthropic_surface_also_takes_the_key_as_x_api_key(chatd):
+    url = chatd.url + "/v1/chat/v1/models"
+    assert httpx.get(url, headers={"x-api-key": "nope"}, timeout=10).status_code == 401
+    assert httpx.get(url, timeout=10).status_code == 401
+    for sent in ({"x-api-key": TEAM_B}, headers(TEAM_B)):  # Claude Code sends x-api-key, the SDK may send Bearer
+        assert httpx.get(url, headers=sent, timeout=10).status_code != 401
+
+
+def test_metrics_count_requests_and_tokens_by_client(chatd, ollama):
+    ollama.replies["qwen3:4b"] = Reply(prompt_tokens=7, completion_tokens=5)
+    before = scrape(chatd.url, TEAM_B)
+    for key in (TEAM_A, TEAM_A_2, TEAM_B, ANON):
+        assert chat(chatd.url, "fast", key).status_code == 200
+    assert chat(chatd.url, "router", TEAM_A).status_code == 403
+    after = scrape(chatd.url, TEAM_B)
+    counted = {client: delta(before, after, "chatd_requests_total", provider="ollama", status="200", client=client)
+               for client in ("team-a", "team-b", "")}
+    assert counted == {"team-a": 2, "team-b": 1, "": 1}
+    assert delta(before, after, "chatd_requests_total", status="403", client="team-a") == 1
+    assert delta(before, after, "chatd_tokens_total", provider="ollama", direction="in", client="team-a") == 14
+    assert delta(before, after, "chatd_tokens_total", provider="ollama", direction="out", client="team-b") == 5
+
+
+# ----- which models
+
+
+@pytest.mark.parametrize("model", ["fast", "smart", "ollama/qwen3:8b", "ollama/llama3.2"])
+def test_a_client_may_name_its_tiers_ids_and_globs(chatd, model):
+    response = chat(chatd.url, model, TEAM_A)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("model", [
+    "router",                         # a tier not in the list
+    "qwen3:8b",                       # goes to ollama, but not as "ollama/…": judged as the client named it
+    "default",                        # a tier whose model is "qwen3:8b"
+    "kimi/kimi-for-coding",           # the first entry of "smart", named directly
+    "openrouter/moonshotai/kimi-k2",
+])
+def test_any_other_model_is_403_model_not_allowed(chatd, upstreams, model):
+    response = chat(chatd.url, model, TEAM_A)
+    assert response.status_code == 403, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("permission_error", "model_not_allowed")
+    assert response.headers["x-should-retry"] == "false"
+    assert model in error["message"] and "ollama/*" in error["message"] and TEAM_A not in response.text
+    assert not any(fake.requests for fake in upstreams.values())  # no upstream was asked
+
+
+def test_every_surface_and_the_dry_run_judge_the_model_alike(chatd, ollama):
+    native = chat(chatd.url, "router", TEAM_A, path="/v1/chat")
+    assert native.status_code == 403 and native.json()["error"]["code"] == "model_not_allowed"
+    ollama_api = chat(chatd.url, "qwen3:8b", TEAM_A, path="/v1/chat/api/chat", stream=False)
+    assert ollama_api.status_code == 403 and "may not use model 'qwen3:8b'" in ollama_api.json()["error"]
+    # (Ollama's own error shape: {"error": "…"})
+    shown = httpx.post(chatd.url + "/v1/chat/api/show", json={"model": "qwen3:8b"}, headers=headers(TEAM_A))
+    assert shown.status_code == 403
+    dry = httpx.get(chatd.url + "/v1/chat/resolve", params={"model": "router"}, headers=headers(TEAM_A))
+    assert dry.status_code == 403
+    assert httpx.get(chatd.url + "/v1/chat/resolve", params={"model": "smart"},
+                     headers=headers(TEAM_A)).status_code == 200
+
+
+def test_model_lists_show_a_client_only_what_it_may_name(chatd):
+    everything = models(chatd.url, TEAM_B)
+    assert {"fast", "default", "smart", "router", "ollama/qwen3:4b", "qwen3:8b"} <= set(everything)
+    assert models(chatd.url, ANON) == everything
+    assert models(chatd.url, TEAM_A) == [m for m in everything if m in ("fast", "smart") or m.startswith("ollama/")]
+    assert models(chatd.url, TEAM_A, "/v1/chat/api/tags") == models(chatd.url, TEAM_A)
+    assert models(chatd.url, TEAM_A, "/v1/models") == models(chatd.url, TEAM_A)
+
+
+# ----- a client's own limits, per process
+
+
+def test_a_clients_rpm_counts_requests_not_attempts(make_chatd, kimi, ollama_cloud):
+    chatd = make_chatd(extra=limited("rpm = 2\n"), environ=ENVIRON)
+    kimi.replies["kimi-for-coding"] = Reply(status=500, error="down")
+    for _ in range(2):  # each a failed attempt at kimi, then the fallback: one request each
+        response = chat(chatd.url, "smart", TEAM_B)
+        assert response.status_code == 200 and response.headers["x-chatd-attempts"] == "2"
+    third = chat(chatd.url, "smart", TEAM_B)
+    assert limit_error(third) == (429, "rate_limited", "client_rpm")
+    assert 1 <= int(third.headers["retry-after"]) <= 60
+    assert "team-b" in third.json()["error"]["message"] and "rpm" in third.json()["error"]["message"]
+    assert len(kimi.requests) == 2  # refused before any provider was asked
+    assert chat(chatd.url, "fast", TEAM_A).status_code == 200  # another client's own count
+    assert chat(chatd.url, "fast", ANON).status_code == 200
+
+
+def test_a_clients_tpm_counts_the_tokens_the_upstream_reported(make_chatd, ollama):
+    chatd = make_chatd(extra=limited("tpm = 30\n"), environ=ENVIRON)
+    ollama.replies["qwen3:4b"] = Reply(prompt_tokens=12, completion_tokens=8)
+    assert chat(chatd.url, "fast", TEAM_B).status_code == 200  # 20 tokens
+    assert chat(chatd.url, "fast", TEAM_B, stream=True).status_code == 200  # 40: over the limit now
+    response = chat(chatd.url, "fast", TEAM_B)
+    assert limit_error(response) == (429, "rate_limited", "client_tpm")
+    assert len(ollama.requests) == 2
+
+
+async def test_a_clients_max_in_flight_holds_whichever_provider_it_asks(make_chatd, ollama, openrouter):
+    chatd = make_chatd(extra=limited("max_in_flight = 1\n"), environ=ENVIRON)
+    openrouter.replies["moonshotai/kimi-k2"] = Reply(hang=True)
+    async with Held() as held:
+        held.post(chatd.url, "router", TEAM_B)
+        assert await held.reach(openrouter, 1)
+        response = await held.http.post(chatd.url + "/v1/chat/completions", headers=headers(TEAM_B),
+                                        json={"model": "fast", "messages": HI})
+        assert limit_error(response) == (429, "rate_limited", "client_max_in_flight")
+        other = await held.http.post(chatd.url + "/v1/chat/completions", headers=headers(TEAM_A),
+                                     json={"model": "fast", "messages": HI})
+        assert other.status_code == 200
+    assert await Held.reach(openrouter, 0)
+    assert chat(chatd.url, "fast", TEAM_B).status_code == 200  # the slot came back with the answer
+
+
+def test_refusals_are_counted_by_scope_name_and_limit(make_chatd):
+    chatd = make_chatd(extra=limited("rpm = 1\n"), environ=ENVIRON)
+    before = scrape(chatd.url, TEAM_A)
+    assert chat(chatd.url, "fast", TEAM_B).status_code == 200
+    for _ in range(2):
+        assert chat(chatd.url, "fast", TEAM_B).status_code == 429
+    after = scrape(chatd.url, TEAM_A)
+    assert delta(before, after, "chatd_rate_limited_total", scope="client", name="team-b", limit="rpm") == 2
+    assert delta(before, after, "chatd_requests_total", status="429", client="team-b") == 2
+
+
+# ----- a provider's own limits, per process
+
+
+def test_a_chain_skips_a_provider_at_its_rpm_and_a_direct_request_gets_429(make_chatd, kimi, ollama_cloud):
+    chatd = make_chatd(blocks={"kimi": "rpm = 1\nforward_headers = []"})
+    assert chat(chatd.url, "smart").headers["x-chatd-provider"] == "kimi"
+    second = chat(chatd.url, "smart")
+    assert second.status_code == 200 and second.headers["x-chatd-provider"] == "ollama_cloud"
+    assert second.headers["x-chatd-attempts"] == "1"  # kimi was not asked
+    direct = chat(chatd.url, "kimi/kimi-for-coding")
+    assert limit_error(direct) == (429, "rate_limited", "provider_rpm")
+    assert len(kimi.requests) == 1
+
+
+def test_a_provider_tpm_refuses_once_the_reported_tokens_reach_it(make_chatd, openrouter):
+    chatd = make_chatd(blocks={"openrouter": "tpm = 25"})
+    openrouter.replies["moonshotai/kimi-k2"] = Reply(prompt_tokens=20, completion_tokens=5)
+    assert chat(chatd.url, "router").status_code == 200
+    refused = chat(chatd.url, "router")
+    assert limit_error(refused) == (429, "rate_limited", "provider_tpm")
+    assert orjson.loads(refused.content)["error"]["message"].startswith("provider 'openrouter' has used its 25")
