@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
+from functools import cached_property
 from typing import Iterator
 
 _DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
@@ -173,7 +174,11 @@ class _SharedMetrics:
         self.in_flight = Gauge("chatd_in_flight", HELP["chatd_in_flight"], ["provider"], registry=REGISTRY,
                                multiprocess_mode="livesum")
         self.rate_limited = counter("chatd_rate_limited", ["scope", "name", "limit"])
-        self.state_errors = counter("chatd_state_errors", [])
+
+    @cached_property
+    def state_errors(self) -> Counter:
+        """Made on the first error: a counter without labels would write its file at start-up."""
+        return Counter("chatd_state_errors", HELP["chatd_state_errors"], registry=REGISTRY)
 
 
 _SHARED = _SharedMetrics() if _DIRECTORY else None

@@ -127,6 +127,8 @@ class Relay:
                 if isinstance(grant, RequestError):
                     if not isinstance(grant, LimitReached) or grant.scope == "client":
                         return grant  # the client's own limit holds for every provider
+                    if not exchange.call.attempts:  # the log and metrics name the provider that was full
+                        exchange.call.provider, exchange.call.upstream_model = provider.name, target.upstream_model
                     skipped = grant
                     break
                 if not tries and failed is not None:

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from chat_middleware import load_config
 from chat_middleware.config import Timeouts
 from chat_middleware.providers import BUILTIN_PROVIDERS
 
-from tests.harness import ChatdServer, write_config
+from tests.harness import ChatdServer, free_port, write_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -151,16 +152,17 @@ def test_hypercorn_toml_loads_with_hypercorn_and_binds_3220():
 # ----- systemd unit
 
 
-def verify_complaints(unit: str, tmp_path: Path) -> list[str]:
-    """What `systemd-analyze verify` says about a unit, with the venv's binaries stubbed."""
+def verify_complaints(unit: str, tmp_path: Path, name: str = "chatd.service") -> list[str]:
+    """What `systemd-analyze verify` says about a unit, with the venv's binaries and redis-server stubbed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name in set(re.findall(r"/opt/chatd/bin/(\w+)", unit)):
-        shutil.copy("/bin/true", bin_dir / name)
-    path = tmp_path / "chatd.service"
-    path.write_text(unit.replace("/opt/chatd/bin/", f"{bin_dir}/"))
+    for binary in set(re.findall(r"/opt/chatd/bin/(\w+)|/usr/bin/(redis-server)", unit)):
+        shutil.copy("/bin/true", bin_dir / "".join(binary))
+    path = tmp_path / name
+    path.write_text(unit.replace("/opt/chatd/bin/", f"{bin_dir}/").replace("/usr/bin/redis-server",
+                                                                             f"{bin_dir}/redis-server"))
     result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=30)
-    complaints = [line for line in (result.stdout + result.stderr).splitlines() if "chatd.service" in line]
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if name in line]
     return complaints + ([f"exit status {result.returncode}"] if result.returncode else [])
 
 
@@ -171,6 +173,11 @@ needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is No
 @needs_systemd_analyze
 def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     assert verify_complaints((DEPLOY / "chatd.service").read_text(), tmp_path) == []
+
+
+@needs_systemd_analyze
+def test_the_redis_unit_passes_systemd_analyze_verify(tmp_path):
+    assert verify_complaints((DEPLOY / "chatd-redis.service").read_text(), tmp_path, "chatd-redis.service") == []
 
 
 @needs_systemd_analyze
@@ -194,6 +201,67 @@ def test_systemd_unit_runs_hypercorn_with_the_installed_config_and_stops_gracefu
 def test_systemd_unit_points_workers_at_its_runtime_directory_for_metrics():
     unit = unit_settings((DEPLOY / "chatd.service").read_text())
     assert unit_environment(unit)["PROMETHEUS_MULTIPROC_DIR"] == f"/run/{unit['RuntimeDirectory'][0]}"
+
+
+# ----- Redis for the shared state
+
+
+def redis_settings(text: str) -> dict[str, str]:
+    """`name value` lines of a redis.conf."""
+    return dict(line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def test_the_redis_unit_runs_redis_with_the_installed_config_and_its_own_state_directory():
+    unit = unit_settings((DEPLOY / "chatd-redis.service").read_text())
+    (start,) = unit["ExecStart"]
+    assert start.startswith("/usr/bin/redis-server /etc/chatd/redis.conf --supervised systemd")
+    assert "install -D -m 0644 deploy/redis.conf /etc/chatd/redis.conf" in (DEPLOY / "redis.conf").read_text()
+    settings = redis_settings((DEPLOY / "redis.conf").read_text())
+    assert settings["dir"] == f"/var/lib/{unit['StateDirectory'][0]}"
+
+
+def test_redis_conf_keeps_nothing_and_evicts_only_keys_that_expire():
+    settings = redis_settings((DEPLOY / "redis.conf").read_text())
+    assert settings["maxmemory-policy"] in ("volatile-ttl", "noeviction")  # every chatd key has a TTL
+    assert settings["save"] == '""' and settings["appendonly"] == "no"
+    assert settings["bind"].split()[0] == "127.0.0.1" and settings["protected-mode"] == "yes"
+
+
+def test_the_state_block_loads_and_names_the_redis_of_redis_conf(tmp_path):
+    block = (DEPLOY / "state.toml").read_text()
+    config = write_config(tmp_path, block)
+    settings = redis_settings((DEPLOY / "redis.conf").read_text())
+    assert config.state.redis_url == f"redis://{settings['bind'].split()[0]}:{settings['port']}/0"
+    assert (config.state.on_error, config.state.lease_s) == ("open", 30)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_redis_server_accepts_redis_conf(tmp_path):
+    import redis
+
+    port = free_port()
+    conf = tmp_path / "redis.conf"  # its state directory made here: redis-server enters it as it reads the file
+    conf.write_text((DEPLOY / "redis.conf").read_text().replace("dir /var/lib/chatd-redis", f"dir {tmp_path}"))
+    argv = ["redis-server", str(conf), "--port", str(port)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        client = redis.Redis(port=port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-500:]
+                time.sleep(0.02)
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "volatile-ttl"}
+        assert int(client.config_get("maxmemory")["maxmemory"]) == 64 * 1024 * 1024
+        assert client.config_get("save") == {"save": ""}
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stderr.close()
 
 
 # ----- env examples and keys

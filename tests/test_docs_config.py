@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from chat_middleware import config as config_module
-from chat_middleware.config import CHATD_KEYS, GATEWAY_KEYS, PROVIDER_KEYS, ROUTE_KEYS, parse_config
+from chat_middleware.config import (
+    CHATD_KEYS, CLIENT_KEYS, GATEWAY_KEYS, PROVIDER_KEYS, ROUTE_KEYS, STATE_KEYS, parse_config,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,11 +28,15 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 SCHEMAS = {
     "[chatd]": CHATD_KEYS,
     "[chatd.providers.NAME]": PROVIDER_KEYS,
+    "[chatd.state]": STATE_KEYS,
+    "[chatd.clients.NAME]": CLIENT_KEYS,
     "[[chatd.routes]]": ROUTE_KEYS,
     "[gateway]": GATEWAY_KEYS,
 }
 TYPE_WORDS = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "table", list: "array"}
 NEW_PROVIDER = {"transform": "openai", "base_url": "http://127.0.0.1:9"}
+NEW_CLIENT = {"key_env": "CLIENT_KEYS"}
+ENVIRON = {"CLIENT_KEYS": "k-1"}
 
 
 def documented() -> dict[str, dict[str, dict[str, str]]]:
@@ -69,7 +75,8 @@ def documented_keys(table: str) -> set[str]:
 
 def test_every_schema_in_config_py_has_a_section():
     schemas = {name for name in vars(config_module) if re.fullmatch(r"[A-Z]+_KEYS", name)}
-    assert schemas == {"CHATD_KEYS", "PROVIDER_KEYS", "ROUTE_KEYS", "GATEWAY_KEYS"}, "a new schema: document it"
+    assert schemas == {"CHATD_KEYS", "PROVIDER_KEYS", "STATE_KEYS", "CLIENT_KEYS", "ROUTE_KEYS", "GATEWAY_KEYS"}, \
+        "a new schema: document it"
     assert set(SCHEMAS) <= set(DOCUMENTED)
 
 
@@ -110,20 +117,28 @@ def as_config(table: str, key: str, value: object) -> dict:
         return {"chatd": {key: value}}
     if table == "[chatd.providers.NAME]":
         return {"chatd": {"providers": {"new": {**NEW_PROVIDER, key: value}}}}
+    if table == "[chatd.state]":
+        return {"chatd": {"state": {key: value}}}
+    if table == "[chatd.clients.NAME]":
+        return {"chatd": {"clients": {"new": {**NEW_CLIENT, key: value}}}}
     return {"gateway": {key: value}}
 
 
-@pytest.mark.parametrize("table", ["[chatd]", "[chatd.providers.NAME]", "[gateway]"])
+BASES = {"[chatd.providers.NAME]": {"chatd": {"providers": {"new": NEW_PROVIDER}}},
+         "[chatd.clients.NAME]": {"chatd": {"clients": {"new": NEW_CLIENT}}}}
+
+
+@pytest.mark.parametrize("table", ["[chatd]", "[chatd.providers.NAME]", "[chatd.state]", "[chatd.clients.NAME]",
+                                   "[gateway]"])
 def test_documented_defaults_are_what_config_py_uses(table):
     """Setting a key to its documented default changes nothing."""
-    base = {"chatd": {"providers": {"new": NEW_PROVIDER}}} if table == "[chatd.providers.NAME]" else {}
-    unset = parse_config(base, environ={})
+    unset = parse_config(BASES.get(table, {}), environ=ENVIRON)
     checked = 0
     for key, row in DOCUMENTED[table].items():
         found, value = literal(row["default"])
         scalar = not {dict, list} & set(SCHEMAS[table][key][0])
         assert found or not (scalar and table == "[chatd]"), f"{table} {key}: no default documented"
         if found:
-            assert parse_config(as_config(table, key, value), environ={}) == unset, f"{table} {key} = {value!r}"
+            assert parse_config(as_config(table, key, value), environ=ENVIRON) == unset, f"{table} {key} = {value!r}"
             checked += 1
     assert checked

@@ -15,8 +15,19 @@ from tests.fakes import Reply
 
 HI = [{"role": "user", "content": "Hi"}]
 CLIENT_KEY = "ck-client-secret-0006"
-SECRETS = (*KEYS.values(), CLIENT_KEY)
+NAMED_KEY = "ck-named-secret-0007"
+REDIS_PASSWORD = "redis-secret-0008"
+SECRETS = (*KEYS.values(), CLIENT_KEY, NAMED_KEY, REDIS_PASSWORD)
 AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
+CLIENTS = f"""api_keys_env = "CHATD_CLIENT_KEYS"
+[chatd.state]
+redis_url = "redis://:{REDIS_PASSWORD}@127.0.0.1:1/0"  # nothing listens: every call fails, and is logged
+retry_s = 0.01
+[chatd.clients.team-x]
+key_env = "TEAM_X_KEYS"
+models = ["fast", "ollama/*"]
+rpm = 3
+"""
 # provider → (the model a client names, the model its fake upstream knows, the key it is sent)
 MODELS = {
     "ollama": ("qwen3:8b", "qwen3:8b", " ".join(SECRETS)),  # needs no key: echo every one
@@ -95,8 +106,8 @@ def test_a_missing_env_file_gets_no_warning(tmp_path, caplog):
 def test_no_key_in_any_body_header_or_log_line(make_chatd, upstreams, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="chatd")
-    environ = {**KEYS, "CHATD_CLIENT_KEYS": CLIENT_KEY}
-    chatd = make_chatd(extra='api_keys_env = "CHATD_CLIENT_KEYS"', environ=environ)
+    environ = {**KEYS, "CHATD_CLIENT_KEYS": CLIENT_KEY, "TEAM_X_KEYS": NAMED_KEY}
+    chatd = make_chatd(extra=CLIENTS, environ=environ)
     no_kimi = make_chatd(extra='api_keys_env = "CHATD_CLIENT_KEYS"',
                          environ={k: v for k, v in environ.items() if k != "KIMI_API_KEY"})
 
@@ -135,6 +146,19 @@ def test_no_key_in_any_body_header_or_log_line(make_chatd, upstreams, caplog, ca
         for model in ("smart", "router", "groq/llama-3.3-70b", "kimi-k2.6:cloud", "kimi/"):
             session.request("GET", "/v1/chat/resolve", params={"model": model})
 
+    with httpx.Client(base_url=chatd.url, timeout=30) as client:  # a named client's key, at its limits
+        named = Transcript(client)
+        bearer = {"authorization": f"Bearer {NAMED_KEY}"}
+        for _ in range(4):  # the fourth is over its rpm
+            named.request("POST", "/v1/chat/completions", json={"model": "fast", "messages": HI}, headers=bearer)
+        named.request("POST", "/v1/chat/completions", json={"model": "router", "messages": HI}, headers=bearer)
+        for sent in ({"x-api-key": NAMED_KEY}, {"x-api-key": NAMED_KEY[:-1]}, {"x-api-key": CLIENT_KEY}):
+            named.request("POST", "/v1/chat/v1/messages", json={"model": "fast", "messages": HI,
+                                                                "max_tokens": 5}, headers=sent)
+        named.request("GET", "/v1/chat/models", headers=bearer)
+        named.request("GET", "/v1/chat/metrics", headers=bearer)
+    assert [seen.split(" → ")[1][:3] for seen in named.seen[:5]] == ["200", "200", "200", "429", "403"]
+
     with httpx.Client(base_url=no_kimi.url, timeout=30) as client:
         unregistered = Transcript(client)
         assert unregistered.chat("kimi/kimi-for-coding").status_code == 404
@@ -142,11 +166,12 @@ def test_no_key_in_any_body_header_or_log_line(make_chatd, upstreams, caplog, ca
         unregistered.chat("smart")
         unregistered.request("GET", "/v1/chat/providers")
 
-    seen = "\n".join(session.seen + unregistered.seen)
+    seen = "\n".join(session.seen + named.seen + unregistered.seen)
     assert "[redacted]" in seen or "upstream_auth" in seen  # the echoing replies were really exercised
     assert not leaked(seen), leaked(seen)
 
     assert caplog.records, "the session logged nothing: the log check would prove nothing"
+    assert "shared state at 127.0.0.1:1/0 failed" in caplog.text  # the Redis URL was logged, without its password
     logged = caplog.text + "\n".join(
         f"{r.name} {r.getMessage()} {r.exc_text or ''} {r.stack_info or ''}" for r in caplog.records)
     assert not leaked(logged), leaked(logged)
