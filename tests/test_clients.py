@@ -73,12 +73,38 @@ def test_no_key_or_an_unknown_key_is_401(chatd, sent):
     assert response.headers["x-should-retry"] == "false" and TEAM_A not in response.text
 
 
-def test_the_anthropic_surface_also_takes_the_key_as_x_api_key(chatd):
-    url = chatd.url + "/v1/chat/v1/models"
-    assert httpx.get(url, headers={"x-api-key": "nope"}, timeout=10).status_code == 401
-    assert httpx.get(url, timeout=10).status_code == 401
-    for sent in ({"x-api-key": TEAM_B}, headers(TEAM_B)):  # Claude Code sends x-api-key, the SDK may send Bearer
-        assert httpx.get(url, headers=sent, timeout=10).status_code != 401
+MESSAGE = {"max_tokens": 16, "messages": HI}
+
+
+def test_the_anthropic_surface_also_takes_the_key_as_x_api_key(chatd, caplog):
+    caplog.set_level(logging.INFO, logger="chatd.access")
+    url = chatd.url + "/v1/chat/v1/messages"
+    refused = httpx.post(url, json={"model": "fast", **MESSAGE}, headers={"x-api-key": "nope"}, timeout=10)
+    assert refused.status_code == 401
+    assert refused.json() == {"type": "error", "error": {"type": "authentication_error",
+                                                         "message": refused.json()["error"]["message"]}}
+    assert httpx.post(url, json={"model": "fast", **MESSAGE}, timeout=10).status_code == 401
+    for rid, sent in (("xk-1", {"x-api-key": TEAM_A}), ("xk-2", headers(TEAM_A))):  # Claude Code, the SDK
+        response = httpx.post(url, json={"model": "fast", **MESSAGE}, headers={**sent, "x-request-id": rid},
+                              timeout=10)
+        assert response.status_code == 200 and response.json()["type"] == "message"
+    assert wait_for(lambda: {"xk-1", "xk-2"} <= {line["request_id"] for line in access_lines(caplog)})
+    assert {line["client"] for line in access_lines(caplog) if line["request_id"] in ("xk-1", "xk-2")} == {"team-a"}
+    listed = httpx.get(chatd.url + "/v1/chat/v1/models", headers={"x-api-key": TEAM_A}, timeout=10).json()
+    assert [m["id"] for m in listed["data"]] == models(chatd.url, TEAM_A)
+
+
+def test_the_anthropic_surface_answers_refusals_in_its_own_shape(make_chatd):
+    chatd = make_chatd(extra=limited("rpm = 1\n"), environ=ENVIRON)
+    url = chatd.url + "/v1/chat/v1/messages"
+    denied = httpx.post(url, json={"model": "router", **MESSAGE}, headers={"x-api-key": TEAM_A}, timeout=10)
+    assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_error"
+    assert "may not use model 'router'" in denied.json()["error"]["message"]
+    assert httpx.post(url, json={"model": "fast", **MESSAGE}, headers={"x-api-key": TEAM_B}).status_code == 200
+    limited_ = httpx.post(url, json={"model": "fast", **MESSAGE}, headers={"x-api-key": TEAM_B}, timeout=10)
+    assert limited_.status_code == 429 and limited_.json()["error"]["type"] == "rate_limit_error"
+    assert limited_.headers["x-should-retry"] == "true" and int(limited_.headers["retry-after"]) >= 1
+    assert "client 'team-b'" in limited_.json()["error"]["message"] and "(rpm)" in limited_.json()["error"]["message"]
 
 
 def test_metrics_count_requests_and_tokens_by_client(chatd, ollama):

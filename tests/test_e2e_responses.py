@@ -201,7 +201,7 @@ def test_responses_requests_are_logged_and_counted(gateway, caplog):
     line = next(line for line in access_lines(caplog) if line["request_id"] == "resp-log-1")
     assert line["path"] == "/v1/chat/responses" and line["provider"] == "ollama" and line["tokens_out"] > 0
     metrics = httpx.get(gateway.url + "/v1/chat/metrics", timeout=10).text
-    assert 'chatd_requests_total{provider="ollama",status="200"}' in metrics
+    assert 'chatd_requests_total{client="",provider="ollama",status="200"}' in metrics
 
 
 def test_a_client_that_leaves_mid_stream_closes_the_upstream(gateway, openai_api):

@@ -321,6 +321,12 @@ async def test_closed_mode_answers_503_state_unavailable_in_each_surfaces_shape(
     assert (native.status_code, native.json()["error"]["type"]) == (503, "server_error")
     ollama_api = chat(a.url, "fast", path="/v1/chat/api/chat", stream=False)
     assert ollama_api.status_code == 503 and "cannot be reached" in ollama_api.json()["error"]
+    anthropic = httpx.post(a.url + "/v1/chat/v1/messages", timeout=10,
+                           json={"model": "fast", "max_tokens": 16, "messages": HI, "stream": True})
+    assert anthropic.status_code == 503 and anthropic.json()["type"] == "error"
+    assert anthropic.json()["error"]["type"] == "api_error" and anthropic.headers["x-should-retry"] == "true"
+    responses = httpx.post(a.url + "/v1/chat/responses", json={"model": "fast", "input": "Hi"}, timeout=10)
+    assert (responses.status_code, responses.json()["error"]["code"]) == (503, "state_unavailable")
     assert httpx.get(a.url + "/v1/chat/providers", timeout=10).status_code == 503
     assert httpx.get(a.url + "/v1/chat/health", timeout=10).status_code == 200
     own_redis_server.start()

@@ -59,11 +59,11 @@ async def count_tokens(runtime: Runtime, call: Call, scope: Scope, receive: Rece
 
 
 async def models(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
-    """The models of /v1/chat/models in Anthropic's list shape, all on one page."""
-    await send_body(send, 200, model_list(runtime.models), [JSON])
+    """The models of /v1/chat/models (those the caller may name) in Anthropic's list shape, all on one page."""
+    await send_body(send, 200, model_list(runtime.listed(call)), [JSON])
 
 
-@lru_cache(maxsize=4)  # one list per config, built on its first request
+@lru_cache(maxsize=64)  # one list per config and client, built on its first request
 def model_list(models: bytes) -> bytes:
     entries = [{"type": "model", "id": entry["id"], "display_name": entry["id"],
                 "created_at": datetime.fromtimestamp(entry["created"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
