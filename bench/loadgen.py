@@ -74,16 +74,23 @@ def client(connections: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
 
 
-async def latencies(url: str, body: bytes, count: int, stream: bool, seconds: float = 30.0) -> Latency:
+def request_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """JSON_HEADERS and a row's own (a client key's Authorization)."""
+    return {**JSON_HEADERS, **headers} if headers else JSON_HEADERS
+
+
+async def latencies(url: str, body: bytes, count: int, stream: bool, seconds: float = 30.0,
+                    headers: dict[str, str] | None = None) -> Latency:
     """`count` requests one after another (bounded by `seconds`); every answer is checked."""
     result = Latency()
     deadline = time.monotonic() + seconds
+    sent = request_headers(headers)
     async with client(1) as session:
         for _ in range(count):
             if time.monotonic() > deadline:
                 break
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+            async with session.post(url, data=body, headers=sent) as response:
                 first = await response.content.readany()
                 result.first_byte.append(time.perf_counter() - started)
                 rest = await response.read()
@@ -93,13 +100,13 @@ async def latencies(url: str, body: bytes, count: int, stream: bool, seconds: fl
 
 
 async def wait_ready(url: str, body: bytes, started_at: float, timeout: float = 20.0,
-                     alive: Callable[[], bool] = lambda: True) -> float:
+                     alive: Callable[[], bool] = lambda: True, headers: dict[str, str] | None = None) -> float:
     """Seconds from `started_at` (a perf_counter) to the first 200 answer to `body`."""
     deadline = time.monotonic() + timeout
     async with client(1) as session:
         while True:
             try:
-                async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+                async with session.post(url, data=body, headers=request_headers(headers)) as response:
                     data = await response.read()
                     if response.status == 200:
                         return time.perf_counter() - started_at
@@ -117,13 +124,16 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-async def wrk(url: str, body_file: Path, connections: int, seconds: float, prefix: list[str]) -> Throughput:
+async def wrk(url: str, body_file: Path, connections: int, seconds: float, prefix: list[str],
+              headers: dict[str, str] | None = None) -> Throughput:
     """wrk -t1 -cN -dS with post.lua; its own counts of requests and errors."""
     argv = [*prefix, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
             "-s", str(LUA), url]
+    env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
+    if headers and "Authorization" in headers:
+        env["BENCH_AUTHORIZATION"] = headers["Authorization"]
     process = await asyncio.create_subprocess_exec(
-        *argv, env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         out = (await asyncio.wait_for(process.communicate(), seconds + 30))[0].decode()
     finally:
@@ -141,15 +151,17 @@ async def wrk(url: str, body_file: Path, connections: int, seconds: float, prefi
     return Throughput(int(done.group(1)), float(done.group(2)) * scale, errors, "wrk")
 
 
-async def asyncio_load(url: str, body: bytes, connections: int, seconds: float) -> Throughput:
+async def asyncio_load(url: str, body: bytes, connections: int, seconds: float,
+                       headers: dict[str, str] | None = None) -> Throughput:
     """The fallback without wrk: `connections` workers posting back to back for `seconds`."""
     completed = errors = 0
+    sent = request_headers(headers)
 
     async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
         nonlocal completed, errors
         while time.monotonic() < deadline:
             try:
-                async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+                async with session.post(url, data=body, headers=sent) as response:
                     await response.read()
                     if response.status == 200:
                         completed += 1
@@ -166,7 +178,7 @@ async def asyncio_load(url: str, body: bytes, connections: int, seconds: float) 
 
 
 async def throughput(url: str, body: bytes, body_file: Path, connections: int, seconds: float,
-                     use_wrk: bool, prefix: list[str]) -> Throughput:
+                     use_wrk: bool, prefix: list[str], headers: dict[str, str] | None = None) -> Throughput:
     if use_wrk:
-        return await wrk(url, body_file, connections, seconds, prefix)
-    return await asyncio_load(url, body, connections, seconds)
+        return await wrk(url, body_file, connections, seconds, prefix, headers)
+    return await asyncio_load(url, body, connections, seconds, headers)

@@ -4,4 +4,6 @@ local file = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.body = file:read("*a")
 wrk.headers["Content-Type"] = "application/json"
+local authorization = os.getenv("BENCH_AUTHORIZATION")  -- a client key, for rows that send one
+if authorization then wrk.headers["Authorization"] = authorization end
 file:close()

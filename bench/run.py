@@ -98,8 +98,15 @@ class Bench:
         log = self.workdir / f"{server}-{app}-{route}.log"
         process = stack.enter_context(Process(argv, cwd=str(ROOT), env=self.env(), log=log))
         url, where = f"http://127.0.0.1:{port}", target(app, route)
+        return await self.ready(server, app, route, process, url, where, log)
+
+    @staticmethod
+    async def ready(server: str, app: str, route: str, process: Process, url: str, where: Target,
+                    log: Path) -> Member:
+        """The row, once its server answers its first request (its start-up time: spawn → that 200)."""
         try:
-            startup = await wait_ready(url + where.path, where.plain, process.started_at, alive=process.alive)
+            startup = await wait_ready(url + where.path, where.plain, process.started_at, alive=process.alive,
+                                       headers=where.headers)
         except LoadError as exc:
             raise LoadError(f"{server} {app} {route}: {exc}\n--- {log.name}\n{process.log_tail()}") from None
         return Member(server, app, route, process, url, where, startup)
@@ -109,14 +116,10 @@ class Bench:
         s = self.settings
         for m in members:
             await throughput(m.url + m.target.path, m.target.plain, self.file(m.target.plain), s.ns_conns,
-                             s.warm_seconds, False, [])
+                             s.warm_seconds, False, [], m.target.headers)
         for _ in range(s.rounds):
             for m in members:
-                url = m.url + m.target.path
-                latency = await latencies(url, m.target.plain, s.latency_n // s.rounds, stream=False)
-                ttft = await latencies(url, m.target.stream, s.ttft_n // s.rounds, stream=True)
-                m.latency.total += latency.total
-                m.ttft.first_byte += ttft.first_byte
+                await self.latency_batch(m, s.latency_n // s.rounds, s.ttft_n // s.rounds)
             for kind, conns in (("plain", s.ns_conns), ("stream", s.stream_conns)):
                 for m in members:
                     await self.window(m, kind, conns)
@@ -124,12 +127,20 @@ class Bench:
             print(f"  {m.server:9} {m.app:6} {m.route:6} {m.total('plain').rps:9,.0f} req/s  "
                   f"{m.total('stream').rps:9,.0f} stream/s", file=sys.stderr, flush=True)
 
+    async def latency_batch(self, m: Member, plain: int, streams: int) -> None:
+        """`plain` non-streamed requests, then `streams` streams, one at a time: latency and TTFT."""
+        url = m.url + m.target.path
+        latency = await latencies(url, m.target.plain, plain, stream=False, headers=m.target.headers)
+        ttft = await latencies(url, m.target.stream, streams, stream=True, headers=m.target.headers)
+        m.latency.total += latency.total
+        m.ttft.first_byte += ttft.first_byte
+
     async def window(self, m: Member, kind: str, conns: int) -> None:
         """One throughput window, with the server's CPU and both cores' load over it."""
         data = getattr(m.target, kind)
         cpu, load, began = m.process.cpu(), CoreLoad(), time.perf_counter()
         result = await throughput(m.url + m.target.path, data, self.file(data), conns, self.settings.seconds,
-                                  self.use_wrk, self.wrk_prefix)
+                                  self.use_wrk, self.wrk_prefix, m.target.headers)
         used, wall = m.process.cpu() - cpu, time.perf_counter() - began
         m.windows[kind].append(result)
         m.cpu[kind] += used

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
@@ -109,6 +109,8 @@ class Target:
     path: str
     plain: bytes
     stream: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with every request besides Content-Type (a client key)."""
 
 
 def target(app: str, route: str) -> Target:
