@@ -54,10 +54,23 @@ class Held:
         self.tasks.append(task)
         return task
 
+    async def ask(self, url: str, model: str, key: str | None = None, **fields: Any) -> httpx.Response:
+        """One more request while the held ones wait, answered at once."""
+        return await self.http.post(url + "/v1/chat/completions", headers=headers(key),
+                                    json={"model": model, "messages": HI, **fields})
+
     @staticmethod
     async def reach(fake, n: int, timeout: float = 5.0) -> bool:
         """True once exactly `n` requests are open at `fake`."""
         return await asyncio.to_thread(fake.wait_open_requests, n, timeout)
+
+    async def beside(self, fake, hold_url: str, ask_url: str, key: str | None = None, model: str = "fast"
+                     ) -> httpx.Response:
+        """The answer to a request of `key` to `ask_url` while another of `key` ("router", which `fake` is
+        scripted to hang) is held in flight through `hold_url`."""
+        self.post(hold_url, "router", key)
+        assert await self.reach(fake, 1)
+        return await self.ask(ask_url, model, key)
 
     async def let_go(self) -> None:
         for task in self.tasks:

@@ -203,13 +203,9 @@ async def test_a_clients_max_in_flight_holds_whichever_provider_it_asks(make_cha
     chatd = make_chatd(extra=limited("max_in_flight = 1\n"), environ=ENVIRON)
     openrouter.replies["moonshotai/kimi-k2"] = Reply(hang=True)
     async with Held() as held:
-        held.post(chatd.url, "router", TEAM_B)
-        assert await held.reach(openrouter, 1)
-        response = await held.http.post(chatd.url + "/v1/chat/completions", headers=headers(TEAM_B),
-                                        json={"model": "fast", "messages": HI})
+        response = await held.beside(openrouter, chatd.url, chatd.url, TEAM_B)
         assert limit_error(response) == (429, "rate_limited", "client_max_in_flight")
-        other = await held.http.post(chatd.url + "/v1/chat/completions", headers=headers(TEAM_A),
-                                     json={"model": "fast", "messages": HI})
+        other = await held.ask(chatd.url, "fast", TEAM_A)
         assert other.status_code == 200
     assert await Held.reach(openrouter, 0)
     assert chat(chatd.url, "fast", TEAM_B).status_code == 200  # the slot came back with the answer

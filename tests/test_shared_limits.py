@@ -9,7 +9,6 @@ only real processes show (workers, SIGKILL) is in test_shared_processes.py.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from tests.harness import ChatdServer, write_config
 from tests.limits import HI, Held, chat, headers, limit_error, providers
 from tests.redis_server import RedisServer, own_redis_server, redis_server  # noqa: F401  (fixtures)
 from tests.test_observability import delta, scrape
+from tests.test_state import warnings_logged  # noqa: F401  (fixture)
 
 TEAM_A, TEAM_B, TEAM_C = "ka-shared-1111", "kb-shared-2222", "kc-shared-3333"
 ENVIRON = {**KEYS, "TEAM_A_KEYS": TEAM_A, "TEAM_B_KEYS": TEAM_B, "TEAM_C_KEYS": TEAM_C}
@@ -85,10 +85,9 @@ async def test_max_in_flight_holds_across_both_and_a_chain_skips_the_full_provid
         held.post(a.url, "kimi/kimi-for-coding")
         assert await held.reach(openrouter, 2) and await held.reach(kimi, 1)
         for server in (a, b):
-            response = await held.http.post(server.url + "/v1/chat/completions",
-                                            json={"model": "router", "messages": HI})
+            response = await held.ask(server.url, "router")
             assert limit_error(response) == (429, "rate_limited", "provider_max_in_flight")
-        smart = await held.http.post(b.url + "/v1/chat/completions", json={"model": "smart", "messages": HI})
+        smart = await held.ask(b.url, "smart")
         assert smart.status_code == 200 and smart.headers["x-chatd-provider"] == "ollama_cloud"
         assert smart.headers["x-chatd-attempts"] == "1"  # kimi, full in the other process, was not asked
         for server in (a, b):  # each sees the other's attempts in flight
@@ -153,10 +152,7 @@ async def test_a_clients_limits_hold_across_both(make_pair, openrouter):
     assert limit_error(chat(a.url, "fast", TEAM_A)) == (429, "rate_limited", "client_rpm")
     openrouter.replies["moonshotai/kimi-k2"] = Reply(hang=True)
     async with Held() as held:
-        held.post(a.url, "router", TEAM_B)
-        assert await held.reach(openrouter, 1)
-        response = await held.http.post(b.url + "/v1/chat/completions", headers=headers(TEAM_B),
-                                        json={"model": "fast", "messages": HI})
+        response = await held.beside(openrouter, a.url, b.url, TEAM_B)
         assert limit_error(response) == (429, "rate_limited", "client_max_in_flight")
     assert await Held.reach(openrouter, 0)
     assert eventually(lambda: chat(b.url, "fast", TEAM_B).status_code == 200)
@@ -169,7 +165,7 @@ async def test_without_redis_url_each_process_counts_for_itself(make_pair, openr
         held.post(a.url, "router")
         held.post(b.url, "router")
         assert await held.reach(openrouter, 2)  # one each: the limit is per process
-        response = await held.http.post(a.url + "/v1/chat/completions", json={"model": "router", "messages": HI})
+        response = await held.ask(a.url, "router")
         assert limit_error(response) == (429, "rate_limited", "provider_max_in_flight")
         assert providers(a.url)["openrouter"]["in_flight"] == 1
 
@@ -253,18 +249,6 @@ async def test_an_attempt_makes_one_round_trip_before_going_upstream_and_one_aft
 # ----- Redis goes away
 
 
-@pytest.fixture
-def warnings_logged() -> Iterator[list[logging.LogRecord]]:
-    """Warnings of the `chatd` logger."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("chatd")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-
-
 FAST_RETRY = "retry_s = 0.3\ntimeout_s = 0.2\n"
 
 
@@ -273,11 +257,7 @@ ONE_AT_A_TIME = {"openrouter": "max_in_flight = 1"}
 
 async def shares(a: ChatdServer, b: ChatdServer, fake, held: Held) -> bool:
     """Whether a slot `a` takes is seen by `b` (ONE_AT_A_TIME; moonshotai/kimi-k2 hangs, the other answers)."""
-    held.post(a.url, "router")
-    if not await held.reach(fake, 1):
-        return False
-    answered = (await held.http.post(b.url + "/v1/chat/completions",
-                                     json={"model": "openrouter/openai/gpt-4o-mini", "messages": HI})).status_code
+    answered = (await held.beside(fake, a.url, b.url, model="openrouter/openai/gpt-4o-mini")).status_code
     await held.let_go()
     await held.reach(fake, 0)
     return answered == 429
