@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import KEYS
 from tests.fakes import Reply
+from tests.harness import ChatdServer
 from tests.limits import HI, Held, chat, headers, limit_error
 from tests.test_observability import access_lines, delta, scrape, wait_for
 
@@ -243,3 +244,32 @@ def test_a_provider_tpm_refuses_once_the_reported_tokens_reach_it(make_chatd, op
     refused = chat(chatd.url, "router")
     assert limit_error(refused) == (429, "rate_limited", "provider_tpm")
     assert orjson.loads(refused.content)["error"]["message"].startswith("provider 'openrouter' has used its 25")
+
+
+# ----- hot reload
+
+
+def test_a_reload_rotates_keys_changes_models_and_keeps_the_counts(tmp_path, ollama):
+    keys = tmp_path / "clients.env"
+    keys.write_text("TEAM_A_KEYS=ka-old\n")
+    keys.chmod(0o600)
+    path = tmp_path / "lakehouse.toml"
+
+    def write(models: str) -> None:
+        path.write_text(f'[models]\nfast = "ollama/qwen3:4b"\ndefault = "qwen3:8b"\n'
+                        f'[chatd]\nollama_url = "{ollama.url}"\n[chatd.clients.team-a]\nkey_env = "TEAM_A_KEYS"\nenv_file = "clients.env"\nrpm = 2\n'
+                        f'models = {models}\n')
+
+    write('["fast"]')
+    with ChatdServer(path) as chatd:
+        assert chat(chatd.url, "fast", "ka-old").status_code == 200
+        assert chat(chatd.url, "default", "ka-old").status_code == 403
+        keys.write_text("TEAM_A_KEYS=ka-old,ka-new\n")  # rotation: both for a while
+        write('["fast", "default"]')
+        assert chatd.call(chatd.app.reload) is True
+        assert chat(chatd.url, "default", "ka-new").status_code == 200  # the new key, the new model
+        assert limit_error(chat(chatd.url, "fast", "ka-old")) == (429, "rate_limited", "client_rpm")  # still 2
+        keys.write_text("TEAM_A_KEYS=ka-new\n")
+        assert chatd.call(chatd.app.reload) is True
+        assert chat(chatd.url, "fast", "ka-old").status_code == 401
+        assert chat(chatd.url, "fast", "ka-new").status_code == 429  # the same client, the same count

@@ -345,3 +345,32 @@ def test_a_slow_redis_costs_a_request_its_own_short_timeout_only(make_pair, own_
         assert time.monotonic() - started < 1.0  # not the 1.5 s Redis is asleep
     finally:
         sleeper.join()
+
+
+def test_a_reload_that_names_a_redis_starts_sharing_and_closes_the_old_state(tmp_path, ollama, redis_server):
+    import redis
+
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+    path = tmp_path / "lakehouse.toml"
+    base = f'[chatd]\nollama_url = "{ollama.url}"\nrpm = 100\n'
+    path.write_text(base)
+    with ChatdServer(path) as chatd, redis.Redis.from_url(redis_server.url) as probe:
+        assert chat(chatd.url, "qwen3:8b").status_code == 200
+        before = chatd.app.runtime.state
+        path.write_text(base + state_toml(redis_server.url, prefix))
+        assert chatd.call(chatd.app.reload) is True
+        assert chat(chatd.url, "qwen3:8b").status_code == 200
+        assert probe.zcard(prefix + "provider:ollama:rpm") == 1  # counted in Redis from now on
+        assert chatd.app.runtime.state is not before
+        path.write_text(base + state_toml(redis_server.url, prefix) + "lease_s = 20\n")
+        kept = chatd.app.runtime.state
+        connected = probe.info("clients")["connected_clients"]  # this probe, the chatd's state (and others')
+        assert chatd.call(chatd.app.reload) is True
+        assert chatd.app.runtime.state is not kept  # [chatd.state] changed: a state of its own
+        assert eventually(lambda: probe.info("clients")["connected_clients"] == connected - 1)  # the old closed
+        path.write_text(base + state_toml(redis_server.url, prefix) + "lease_s = 20\n[models]\nx = 'qwen3:4b'\n")
+        kept = chatd.app.runtime.state
+        assert chatd.call(chatd.app.reload) is True
+        assert chatd.app.runtime.state is kept  # only [models] changed: the same state, the same counts
+        assert chat(chatd.url, "qwen3:8b").status_code == 200
+        assert probe.zcard(prefix + "provider:ollama:rpm") == 2
