@@ -7,7 +7,8 @@ request id, and the request body only when `[chatd] log_bodies` is on.
 
     {"request_id": "…", "method": "POST", "path": "/v1/chat/chat/completions", "client": "team-a",
      "model": "smart", "tier": "smart", "provider": "openrouter", "upstream_model": "moonshotai/kimi-k2",
-     "stream": true, "status": 200, "attempts": 2, "ttft_ms": 412.5, "latency_ms": 2210.8, "tokens_in": 31, "tokens_out": 240}
+     "stream": true, "status": 200, "attempts": 2, "ttft_ms": 412.5, "latency_ms": 2210.8, "tokens_in": 31,
+     "tokens_out": 240}
 """
 
 from __future__ import annotations
