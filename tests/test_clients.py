@@ -257,8 +257,8 @@ def test_a_reload_rotates_keys_changes_models_and_keeps_the_counts(tmp_path, oll
 
     def write(models: str) -> None:
         path.write_text(f'[models]\nfast = "ollama/qwen3:4b"\ndefault = "qwen3:8b"\n'
-                        f'[chatd]\nollama_url = "{ollama.url}"\n[chatd.clients.team-a]\nkey_env = "TEAM_A_KEYS"\nenv_file = "clients.env"\nrpm = 2\n'
-                        f'models = {models}\n')
+                        f'[chatd]\nollama_url = "{ollama.url}"\n[chatd.clients.team-a]\nkey_env = "TEAM_A_KEYS"\n'
+                        f'env_file = "clients.env"\nrpm = 2\nmodels = {models}\n')
 
     write('["fast"]')
     with ChatdServer(path) as chatd:
