@@ -273,3 +273,28 @@ def test_a_reload_rotates_keys_changes_models_and_keeps_the_counts(tmp_path, oll
         assert chatd.call(chatd.app.reload) is True
         assert chat(chatd.url, "fast", "ka-old").status_code == 401
         assert chat(chatd.url, "fast", "ka-new").status_code == 429  # the same client, the same count
+
+
+# ----- the SDKs see what they expect
+
+
+def test_the_sdks_raise_their_own_errors_for_a_clients_refusals(make_chatd):
+    import anthropic
+    import openai
+
+    chatd = make_chatd(extra=limited("rpm = 2\n"), environ=ENVIRON)
+    base = chatd.url + "/v1/chat"
+    with openai.OpenAI(base_url=base, api_key=TEAM_A, max_retries=0) as sdk:
+        assert sdk.chat.completions.create(model="fast", messages=HI).choices[0].message.content
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            sdk.chat.completions.create(model="router", messages=HI)
+        assert denied.value.code == "model_not_allowed"
+    with anthropic.Anthropic(base_url=base, api_key=TEAM_B, max_retries=0) as sdk:  # sends it as Bearer
+        for _ in range(2):
+            assert sdk.messages.create(model="fast", max_tokens=16, messages=HI).content
+        with pytest.raises(anthropic.RateLimitError) as limited_:
+            sdk.messages.create(model="fast", max_tokens=16, messages=HI)
+        assert int(limited_.value.response.headers["retry-after"]) >= 1
+    with anthropic.Anthropic(base_url=base, api_key="not-a-key", max_retries=0) as sdk:
+        with pytest.raises(anthropic.AuthenticationError):
+            sdk.messages.create(model="fast", max_tokens=16, messages=HI)
