@@ -1,6 +1,7 @@
 """Instructions per request, floor against chatd, counted by valgrind: a ratio a busy machine cannot move.
 
     python -m bench.instructions [--requests 50,250] [--concurrency 16]     # ~4 min
+    python -m bench.instructions --routes openai,anthropic-passthrough      # + ~2 min a route
 
 Wall-clock ratios from a shared virtual machine move by 0.1 between runs; the
 number of instructions a request costs moves by about 1%. Each app is served
@@ -27,9 +28,9 @@ import sys
 from pathlib import Path
 
 from . import proc
-from .loadgen import JSON_HEADERS, LoadError, client, wait_ready
+from .loadgen import LoadError, client, request_headers, wait_ready
 from .proc import Process
-from .targets import APPS, CHATD, FLOOR, ROOT, chatd_config, publish_as, target
+from .targets import APPS, BASE_ROUTE, CHATD, FLOOR, ROOT, ROUTES, chatd_config, publish_as, target
 
 CHAT = "/v1/chat/"
 _COLLECTED = re.compile(rb"Collected : (\d+)")
@@ -58,25 +59,26 @@ async def serve(app_spec: str, port: int, requests: int) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=enough.wait)  # type: ignore[arg-type]
 
 
-async def count(app: str, stream: bool, requests: int, concurrency: int, env: dict[str, str],
+async def count(app: str, route: str, stream: bool, requests: int, concurrency: int, env: dict[str, str],
                 workdir: Path) -> int:
-    """Instructions one valgrind'd server spent on `requests` requests (the readiness probe is the first)."""
+    """Instructions one valgrind'd server spent on `requests` requests of `route` (the readiness probe is the
+    first)."""
     port = proc.free_port()
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
             sys.executable, "-m", "bench.instructions", "--serve", APPS[app], str(port), str(requests)]
-    log = workdir / f"{app}-{'stream' if stream else 'plain'}-{requests}.log"
-    where = target(app, "openai")
+    log = workdir / f"{app}-{route}-{'stream' if stream else 'plain'}-{requests}.log"
+    where = target(app, route)
     body = where.stream if stream else where.plain
     url = f"http://127.0.0.1:{port}{where.path}"
     with Process(argv, cwd=str(ROOT), env=env, log=log) as server:
-        await wait_ready(url, body, server.started_at, timeout=120, alive=server.alive)
+        await wait_ready(url, body, server.started_at, timeout=120, alive=server.alive, headers=where.headers)
         left = requests - 1
         async with client(concurrency) as session:
             async def worker() -> None:
                 nonlocal left
                 while left > 0:
                     left -= 1
-                    async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+                    async with session.post(url, data=body, headers=request_headers(where.headers)) as response:
                         await response.read()
                         if response.status != 200:
                             raise LoadError(f"{app}: HTTP {response.status} under valgrind")
@@ -89,6 +91,15 @@ async def count(app: str, stream: bool, requests: int, concurrency: int, env: di
     return int(found[-1])
 
 
+async def per_request(app: str, route: str, stream: bool, args: argparse.Namespace, env: dict[str, str],
+                      workdir: Path) -> float:
+    """(I(N2) - I(N1)) / (N2 - N1): one request's instructions, start-up and shutdown cancelled out."""
+    n1, n2 = args.requests
+    low = await count(app, route, stream, n1, args.concurrency, env, workdir)
+    high = await count(app, route, stream, n2, args.concurrency, env, workdir)
+    return (high - low) / (n2 - n1)
+
+
 async def measure(args: argparse.Namespace, workdir: Path) -> str:
     if shutil.which("valgrind") is None:
         raise LoadError("valgrind is not installed (apt-get install valgrind)")
@@ -99,17 +110,16 @@ async def measure(args: argparse.Namespace, workdir: Path) -> str:
         config.write_text(chatd_config(mock_url))
         env = {**os.environ, "LAKEHOUSE_CONFIG": str(config), "FLOOR_UPSTREAM": mock_url + "/v1/chat/completions"}
         n1, n2 = args.requests
-        lines = ["# chatd instructions per request (valgrind, hypercorn, openai route)", "",
-                 "| request | floor | chatd | ×floor |", "|---|---|---|---|"]
+        lines = [f"# chatd instructions per request (valgrind, hypercorn, {', '.join(args.routes)})", "",
+                 f"| request | floor | chatd | ×floor | ×{BASE_ROUTE} |", "|---|---|---|---|---|"]
         for stream in (False, True):
-            per_request = {}
-            for app in (FLOOR, CHATD):
-                low = await count(app, stream, n1, args.concurrency, env, workdir)
-                high = await count(app, stream, n2, args.concurrency, env, workdir)
-                per_request[app] = (high - low) / (n2 - n1)
-            floor, chatd = per_request[FLOOR], per_request[CHATD]
-            kind = "stream (20 chunks)" if stream else "non-stream"
-            lines.append(f"| {kind} | {floor:,.0f} | {chatd:,.0f} | {floor / chatd:.2f} |")
+            floor = await per_request(FLOOR, BASE_ROUTE, stream, args, env, workdir)
+            chatd = {route: await per_request(CHATD, route, stream, args, env, workdir) for route in args.routes}
+            for route, used in chatd.items():
+                kind = "stream (20 chunks)" if stream else "non-stream"
+                kind += f", {route}" if route != BASE_ROUTE else ""
+                base = f"{chatd[BASE_ROUTE] / used:.2f}" if BASE_ROUTE in chatd and route != BASE_ROUTE else "—"
+                lines.append(f"| {kind} | {floor:,.0f} | {used:,.0f} | {floor / used:.2f} | {base} |")
         lines += ["", f"- (I(N2) - I(N1)) / (N2 - N1) with N = {n1} and {n2}, {args.concurrency} at a time; "
                   "the mock upstream writes each answer at once"]
         return "\n".join(lines) + "\n"
@@ -119,6 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", default="50,250", help="N1,N2: requests per counted run (default 50,250)")
     parser.add_argument("--concurrency", type=int, default=16, help="requests at a time (default 16)")
+    parser.add_argument("--routes", default=BASE_ROUTE,
+                        help=f"comma-separated chatd routes, from {','.join(ROUTES)} (default {BASE_ROUTE})")
     parser.add_argument("--serve", nargs=3, metavar=("APP", "PORT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -129,6 +141,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--requests: need 1 <= N1 < N2")
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    args.routes = args.routes.split(",")
+    for name in args.routes:
+        if name not in ROUTES:
+            parser.error(f"unknown route {name!r}; choose from {', '.join(ROUTES)}")
     args.requests = (n1, n2)
     return args
 

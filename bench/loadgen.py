@@ -61,12 +61,19 @@ class Throughput:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def checked(status: int, body: bytes, stream: bool) -> None:
-    """A measured answer must be a 200, and a stream must end with its terminal marker."""
+def ends_with(body: bytes, end: bytes) -> bool:
+    """Whether the last line of `body` holds `end`: `data: [DONE]`, a `done` line, message_stop's or
+    response.completed's data (post.lua checks the same in wrk)."""
+    last = body.rstrip()
+    return last.find(end, last.rfind(b"\n") + 1) >= 0
+
+
+def checked(status: int, body: bytes, end: bytes | None) -> None:
+    """A measured answer must be a 200, and a stream (`end` given) must end with its terminal event."""
     if status != 200:
         raise LoadError(f"HTTP {status}: {body[:300]!r}")
-    if stream and not (body.rstrip().endswith(b"data: [DONE]") or b'"done":true' in body[-600:]):
-        raise LoadError(f"stream ended without its terminal marker: …{body[-200:]!r}")
+    if end is not None and not ends_with(body, end):
+        raise LoadError(f"stream ended without {end.decode()!r}: …{body[-200:]!r}")
 
 
 def client(connections: int) -> aiohttp.ClientSession:
@@ -79,9 +86,10 @@ def request_headers(headers: dict[str, str] | None) -> dict[str, str]:
     return {**JSON_HEADERS, **headers} if headers else JSON_HEADERS
 
 
-async def latencies(url: str, body: bytes, count: int, stream: bool, seconds: float = 30.0,
+async def latencies(url: str, body: bytes, count: int, end: bytes | None, seconds: float = 30.0,
                     headers: dict[str, str] | None = None) -> Latency:
-    """`count` requests one after another (bounded by `seconds`); every answer is checked."""
+    """`count` requests one after another (bounded by `seconds`); every answer is checked, and a stream's
+    last line must hold `end` (None: not a stream)."""
     result = Latency()
     deadline = time.monotonic() + seconds
     sent = request_headers(headers)
@@ -95,7 +103,7 @@ async def latencies(url: str, body: bytes, count: int, stream: bool, seconds: fl
                 result.first_byte.append(time.perf_counter() - started)
                 rest = await response.read()
                 result.total.append(time.perf_counter() - started)
-            checked(response.status, first + rest, stream)
+            checked(response.status, first + rest, end)
     return result
 
 
@@ -125,13 +133,13 @@ def wrk_available() -> bool:
 
 
 async def wrk(url: str, body_file: Path, connections: int, seconds: float, prefix: list[str],
-              headers: dict[str, str] | None = None) -> Throughput:
-    """wrk -t1 -cN -dS with post.lua; its own counts of requests and errors."""
+              headers: dict[str, str] | None = None, end: bytes | None = None) -> Throughput:
+    """wrk -t1 -cN -dS with post.lua; its own counts of requests and errors, and with `end` the streams
+    whose last line lacked it."""
     argv = [*prefix, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
             "-s", str(LUA), url]
-    env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
-    if headers and "Authorization" in headers:
-        env["BENCH_AUTHORIZATION"] = headers["Authorization"]
+    env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_END": (end or b"").decode(),
+           "BENCH_HEADERS": "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())}
     process = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
@@ -148,12 +156,15 @@ async def wrk(url: str, body_file: Path, connections: int, seconds: float, prefi
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors += int(non_2xx.group(1)) if non_2xx else 0
+    bad_ends = re.search(r"bad endings: (\d+)", out)
+    errors += int(bad_ends.group(1)) if bad_ends else 0
     return Throughput(int(done.group(1)), float(done.group(2)) * scale, errors, "wrk")
 
 
 async def asyncio_load(url: str, body: bytes, connections: int, seconds: float,
-                       headers: dict[str, str] | None = None) -> Throughput:
-    """The fallback without wrk: `connections` workers posting back to back for `seconds`."""
+                       headers: dict[str, str] | None = None, end: bytes | None = None) -> Throughput:
+    """The fallback without wrk: `connections` workers posting back to back for `seconds`; with `end`,
+    a stream whose last line lacks it is an error."""
     completed = errors = 0
     sent = request_headers(headers)
 
@@ -162,8 +173,8 @@ async def asyncio_load(url: str, body: bytes, connections: int, seconds: float,
         while time.monotonic() < deadline:
             try:
                 async with session.post(url, data=body, headers=sent) as response:
-                    await response.read()
-                    if response.status == 200:
+                    data = await response.read()
+                    if response.status == 200 and (end is None or ends_with(data, end)):
                         completed += 1
                     else:
                         errors += 1
@@ -178,7 +189,8 @@ async def asyncio_load(url: str, body: bytes, connections: int, seconds: float,
 
 
 async def throughput(url: str, body: bytes, body_file: Path, connections: int, seconds: float,
-                     use_wrk: bool, prefix: list[str], headers: dict[str, str] | None = None) -> Throughput:
+                     use_wrk: bool, prefix: list[str], headers: dict[str, str] | None = None,
+                     end: bytes | None = None) -> Throughput:
     if use_wrk:
-        return await wrk(url, body_file, connections, seconds, prefix, headers)
-    return await asyncio_load(url, body, connections, seconds, headers)
+        return await wrk(url, body_file, connections, seconds, prefix, headers, end)
+    return await asyncio_load(url, body, connections, seconds, headers, end)

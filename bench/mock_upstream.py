@@ -2,7 +2,8 @@
 
     python -m bench.mock_upstream --port 0 --chunks 20 [--delay-ms 100 | --one-write]
 
-prints its URL on one line and serves until SIGTERM:
+prints its URL on one line and serves until SIGTERM (the bytes of every answer
+are in bench/mock_replies.py):
 
 - OpenAI `POST /v1/chat/completions` (and `/chat/completions`): a JSON
   `chat.completion`, or with `"stream": true` an SSE stream of N content
@@ -10,16 +11,23 @@ prints its URL on one line and serves until SIGTERM:
   is set, and `data: [DONE]`;
 - Ollama `POST /api/chat`: a JSON reply, or (the default, as Ollama) NDJSON of
   N lines and a final `"done": true` line with token counts and timings;
-- `GET /stats`: `{"requests": n, "open_streams": m}`.
+- Anthropic `POST /v1/messages`: a JSON `message`, or with `"stream": true`
+  the named SSE events of a text answer with N text deltas, ending in
+  `message_stop`;
+- OpenAI Responses `POST /v1/responses` (and `/responses`): a JSON
+  `response`, or with `"stream": true` its numbered SSE events with N text
+  deltas, ending in `response.completed` with usage;
+- `GET /stats`: `{"requests": n, "open_streams": m, "by_api": {api: n}}`.
 
 Every response is rendered once at start-up: a request costs a header scan, an
 `orjson.loads` of its body and one socket write per frame. The server is raw
 asyncio Protocols (HTTP/1.1 keep-alive, Content-Length or chunked) because it
 serves the same load with less CPU than aiohttp's low-level server (see
-bench/README.md). Stream frames go out one per event-loop turn, or
-`--delay-ms` apart, so a proxy receives them as separate reads, as it would from
-a model generating tokens; `--one-write` sends each stream whole instead, so how
-a proxy's reads split it cannot vary from run to run (bench.instructions).
+bench/README.md). Stream frames (one SSE event or NDJSON line each) go out one
+per event-loop turn, or `--delay-ms` apart, so a proxy receives them as separate
+reads, as it would from a model generating tokens; `--one-write` sends each
+stream whole instead, so how a proxy's reads split it cannot vary from run to
+run (bench.instructions).
 """
 
 from __future__ import annotations
@@ -30,15 +38,15 @@ import asyncio
 import orjson
 
 from . import aio
+from .mock_replies import (anthropic_events, anthropic_json, ollama_json, ollama_lines, openai_events, openai_json,
+                           responses_events, responses_json)
 
-MODEL = "bench-model"
-CREATED = 1_753_357_673
-PROMPT_TOKENS = 24
 MAX_HEAD = 64 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required",
            431: "Request Header Fields Too Large"}
-OPENAI, OLLAMA = "openai", "ollama"
-ROUTES = {b"/v1/chat/completions": OPENAI, b"/chat/completions": OPENAI, b"/api/chat": OLLAMA}
+OPENAI, OLLAMA, ANTHROPIC, RESPONSES = "openai", "ollama", "anthropic", "responses"
+ROUTES = {b"/v1/chat/completions": OPENAI, b"/chat/completions": OPENAI, b"/api/chat": OLLAMA,
+          b"/v1/messages": ANTHROPIC, b"/v1/responses": RESPONSES, b"/responses": RESPONSES}
 
 
 def http_head(status: int, content_type: str, length: int | None = None) -> bytes:
@@ -59,59 +67,6 @@ def chunked(data: bytes) -> bytes:
 
 def error(status: int, message: str) -> bytes:
     return whole(status, "application/json", orjson.dumps({"error": {"message": message, "type": "mock"}}))
-
-
-def tokens(n: int) -> list[str]:
-    return [f"tok{i} " for i in range(n)]
-
-
-def openai_usage(n: int) -> dict:
-    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": n, "total_tokens": PROMPT_TOKENS + n}
-
-
-def openai_json(n: int) -> bytes:
-    return orjson.dumps({
-        "id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tokens(n))},
-                     "logprobs": None, "finish_reason": "stop"}],
-        "usage": openai_usage(n),
-    })
-
-
-def openai_events(n: int, include_usage: bool) -> list[bytes]:
-    """SSE events as OpenAI sends them: `usage: null` on every chunk when usage was asked for."""
-    def event(delta: dict, finish: str | None = None, choices: bool = True, usage: object = None) -> bytes:
-        data: dict = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED,
-                      "model": MODEL,
-                      "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-                      if choices else []}
-        if include_usage:
-            data["usage"] = usage
-        return b"data: " + orjson.dumps(data) + b"\n\n"
-
-    words = tokens(n)
-    events = [event({"role": "assistant", "content": words[0]})] if words else []
-    events += [event({"content": word}) for word in words[1:]]
-    events.append(event({}, "stop"))
-    if include_usage:
-        events.append(event({}, choices=False, usage=openai_usage(n)))
-    events.append(b"data: [DONE]\n\n")
-    return events
-
-
-def ollama_final(n: int, content: str) -> dict:
-    return {"model": MODEL, "created_at": "2025-07-24T12:00:00.000000Z",
-            "message": {"role": "assistant", "content": content}, "done_reason": "stop", "done": True,
-            "total_duration": 1_500_000 + n * 10_000_000, "load_duration": 1_000_000,
-            "prompt_eval_count": PROMPT_TOKENS, "prompt_eval_duration": PROMPT_TOKENS * 1_000_000,
-            "eval_count": n, "eval_duration": n * 10_000_000}
-
-
-def ollama_lines(n: int) -> list[bytes]:
-    lines = [orjson.dumps({"model": MODEL, "created_at": "2025-07-24T12:00:00.000000Z",
-                           "message": {"role": "assistant", "content": word}, "done": False}) + b"\n"
-             for word in tokens(n)]
-    return lines + [orjson.dumps(ollama_final(n, "")) + b"\n"]
 
 
 class Reply:
@@ -138,14 +93,18 @@ class MockUpstream:
         self.delay = delay
         self.requests = 0
         self.open_streams = 0
+        self.by_api = dict.fromkeys((OPENAI, OLLAMA, ANTHROPIC, RESPONSES), 0)
         self.connections: set[Connection] = set()
-        ollama_done = ollama_final(chunks, "".join(tokens(chunks)))
         self.replies = {
             (OPENAI, False, False): Reply(whole(200, "application/json", openai_json(chunks))),
             (OPENAI, True, False): stream_reply("text/event-stream", openai_events(chunks, False)),
             (OPENAI, True, True): stream_reply("text/event-stream", openai_events(chunks, True)),
-            (OLLAMA, False, False): Reply(whole(200, "application/json", orjson.dumps(ollama_done))),
+            (OLLAMA, False, False): Reply(whole(200, "application/json", ollama_json(chunks))),
             (OLLAMA, True, False): stream_reply("application/x-ndjson", ollama_lines(chunks)),
+            (ANTHROPIC, False, False): Reply(whole(200, "application/json", anthropic_json(chunks))),
+            (ANTHROPIC, True, False): stream_reply("text/event-stream", anthropic_events(chunks)),
+            (RESPONSES, False, False): Reply(whole(200, "application/json", responses_json(chunks))),
+            (RESPONSES, True, False): stream_reply("text/event-stream", responses_events(chunks)),
         }
         self.replies[(OPENAI, False, True)] = self.replies[(OPENAI, False, False)]
         if one_write:
@@ -163,14 +122,17 @@ class MockUpstream:
         if not isinstance(request, dict):
             return error(400, "body is not a JSON object")
         self.requests += 1
+        self.by_api[route] += 1
         if route == OPENAI:
             options = request.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
             return self.replies[(OPENAI, request.get("stream") is True, usage)]
-        return self.replies[(OLLAMA, request.get("stream", True) is not False, False)]
+        if route == OLLAMA:
+            return self.replies[(OLLAMA, request.get("stream", True) is not False, False)]
+        return self.replies[(route, request.get("stream") is True, False)]
 
     def stats(self) -> bytes:
-        body = orjson.dumps({"requests": self.requests, "open_streams": self.open_streams})
+        body = orjson.dumps({"requests": self.requests, "open_streams": self.open_streams, "by_api": self.by_api})
         return whole(200, "application/json", body)
 
 

@@ -3,7 +3,9 @@
 Every row is one process measured in this run. "added" latencies subtract the
 direct upstream's figure for the same upstream endpoint; "×floor" is the median,
 over the rounds, of a row's throughput divided by the floor's in the same round
-(taken seconds apart), which a machine whose speed drifts skews least.
+(taken seconds apart), which a machine whose speed drifts skews least. The
+Anthropic and Responses rows are restated the same way against chatd's Chat
+Completions → `openai` passthrough row of their server: "×openai".
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from statistics import median
 
 from .loadgen import Latency, Throughput
 from .proc import LOAD_CORE, SERVER_CORE
-from .targets import CHATD, DIRECT, FLOOR
+from .targets import BASE_ROUTE, CHATD, DIRECT, FLOOR, SURFACE_ROUTES, upstream_of
 
 
 @dataclass
@@ -86,7 +88,7 @@ def table(rows: list[Row], ns_conns: int, stream_conns: int, chunks: int) -> str
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        base, floor = direct.get(row.route), floors.get(row.server)
+        base, floor = direct.get(upstream_of(row.route)), floors.get(row.server)
         p50, p99 = p(row.latency.total, 0.5), p(row.latency.total, 0.99)
         ttft = p(row.ttft.first_byte, 0.5)
         is_direct = row.app == DIRECT
@@ -121,6 +123,16 @@ def errors(rows: list[Row]) -> list[str]:
     return notes
 
 
+def against(row: Row, other: Row) -> list[str]:
+    """Throughput ratios (plain / stream), and CPU per request, p50 and TTFT p50 on top of `other`'s."""
+    lat, ttft = p(row.latency.total, 0.5), p(row.ttft.first_byte, 0.5)
+    return [
+        f"{ratio(row, other, 'plain')} / {ratio(row, other, 'stream')}",
+        f"{row.cpu_us_nonstream - other.cpu_us_nonstream:+,.0f} / {row.cpu_us_stream - other.cpu_us_stream:+,.0f}",
+        added(lat, p(other.latency.total, 0.5)), added(ttft, p(other.ttft.first_byte, 0.5)),
+    ]
+
+
 def summary(rows: list[Row]) -> str:
     """chatd against the floor of the same server (what chatd adds) and against the direct upstream."""
     direct = {r.route: r for r in rows if r.app == DIRECT}
@@ -129,19 +141,29 @@ def summary(rows: list[Row]) -> str:
             "p50 over floor ms", "TTFT p50 over floor ms", "p50 over direct ms", "TTFT p50 over direct ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        floor, base = floors.get(row.server), direct.get(row.route)
+        floor, base = floors.get(row.server), direct.get(upstream_of(row.route))
         if row.app != CHATD or floor is None:
             continue
         lat, ttft = p(row.latency.total, 0.5), p(row.ttft.first_byte, 0.5)
         lines.append("| " + " | ".join([
-            row.server, row.route,
-            f"{ratio(row, floor, 'plain')} / {ratio(row, floor, 'stream')}",
-            f"{row.cpu_us_nonstream - floor.cpu_us_nonstream:+,.0f} / {row.cpu_us_stream - floor.cpu_us_stream:+,.0f}",
-            added(lat, p(floor.latency.total, 0.5)), added(ttft, p(floor.ttft.first_byte, 0.5)),
+            row.server, row.route, *against(row, floor),
             added(lat, p(base.latency.total, 0.5)) if base else "—",
             added(ttft, p(base.ttft.first_byte, 0.5)) if base else "—",
         ]) + " |")
     return "\n".join(lines)
+
+
+def surfaces(rows: list[Row]) -> list[str]:
+    """The Anthropic and Responses rows against Chat Completions → `openai` passthrough on the same server,
+    measured in the same rounds: what each surface and translation costs. No such rows, no lines."""
+    bases = {r.server: r for r in rows if r.app == CHATD and r.route == BASE_ROUTE}
+    head = ["server", "route", f"req/s ×{BASE_ROUTE} (plain / stream)",
+            f"CPU µs/req over {BASE_ROUTE} (plain / stream)", f"p50 over {BASE_ROUTE} ms", f"TTFT p50 over {BASE_ROUTE} ms"]
+    found = [("| " + " | ".join([row.server, row.route, *against(row, bases[row.server])]) + " |")
+             for row in rows if row.app == CHATD and row.route in SURFACE_ROUTES and row.server in bases]
+    if not found:
+        return []
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *found, ""]
 
 
 def noise(rows: list[Row], threshold: float = 0.05) -> list[str]:

@@ -1,13 +1,15 @@
 """One command for the whole benchmark: the direct upstream, the floor and chatd, in one run.
 
-    python -m bench.run                                   # every installed server, both routes
+    python -m bench.run                                   # every installed server, every route
     python -m bench.run --quick                           # seconds: the CI smoke, no thresholds
     python -m bench.run --servers uvicorn --routes ollama
 
 Server processes are pinned to core 0 (`taskset -c 0`); the mock upstream, wrk
 and this process share core 1. For each server, the floor and chatd (one
 process per route) are started with the server's own CLI, then measured in
-turns, window by window, and stopped. The table goes to stdout and to
+turns, window by window, and stopped. The Anthropic and Responses routes run
+on the first server only (hypercorn by default; `--every-server` for all), in
+the same rounds as its Chat Completions routes. The table goes to stdout and to
 bench/results/latest.md (raw figures in latest.json).
 """
 
@@ -26,9 +28,14 @@ from pathlib import Path
 from . import aio, proc
 from .loadgen import Latency, LoadError, Throughput, latencies, throughput, wait_ready, wrk_available
 from .proc import LOAD_CORE, SERVER_CORE, CoreLoad, Process
-from .report import Row, errors, noise, summary, table
-from .targets import (APPS, CHATD, DIRECT, FLOOR, FULL, QUICK, RESULTS, ROOT, ROUTES, SERVERS, Settings, Target,
-                      chatd_config, installed, server_argv, target, versions)
+from .report import Row, errors, noise, summary, surfaces, table
+from .targets import (APPS, BASE_ROUTE, CHATD, DIRECT, FLOOR, FULL, OPENAI, QUICK, RESULTS, ROOT, ROUTES, SERVERS,
+                      SURFACE_ROUTES, Settings, Target, chatd_config, installed, server_argv, target, upstream_of,
+                      versions)
+
+
+QUICK_ROUTES = ("openai", "anthropic-passthrough", "responses-passthrough")
+"""CI's smoke touches both new surfaces and both new mock APIs."""
 
 
 @dataclass
@@ -79,8 +86,8 @@ class Bench:
         return {**os.environ, "PYTHONPATH": path, "LAKEHOUSE_CONFIG": str(self.workdir / "lakehouse.toml"),
                 "FLOOR_UPSTREAM": self.mock_url + "/v1/chat/completions", "PYTHONUNBUFFERED": "1"}
 
-    async def start_mock(self, stack: contextlib.ExitStack, routes: list[str]) -> list[Member]:
-        """The mock upstream, and a direct row per route that calls it with no proxy."""
+    async def start_mock(self, stack: contextlib.ExitStack, apis: list[str]) -> list[Member]:
+        """The mock upstream, and a direct row per API of it the routes end at, called with no proxy."""
         argv = proc.pinned([sys.executable, "-m", "bench.mock_upstream", "--port", "0",
                             "--chunks", str(self.settings.chunks)], LOAD_CORE)
         mock = stack.enter_context(Process(argv, cwd=str(ROOT), env=self.env(), capture=True))
@@ -88,8 +95,7 @@ class Bench:
         (self.workdir / "lakehouse.toml").write_text(chatd_config(self.mock_url))
         startup = await wait_ready(self.mock_url + "/v1/chat/completions", target(DIRECT, "openai").plain,
                                    mock.started_at, alive=mock.alive)
-        return [Member("mock", DIRECT, route, mock, self.mock_url, target(DIRECT, route), startup)
-                for route in routes]
+        return [Member("mock", DIRECT, api, mock, self.mock_url, target(DIRECT, api), startup) for api in apis]
 
     async def start(self, stack: contextlib.ExitStack, server: str, app: str, route: str) -> Member:
         """A fresh server process for one row; its start-up time is spawn → first 200 answer."""
@@ -124,23 +130,24 @@ class Bench:
                 for m in members:
                     await self.window(m, kind, conns)
         for m in members:
-            print(f"  {m.server:9} {m.app:6} {m.route:6} {m.total('plain').rps:9,.0f} req/s  "
+            print(f"  {m.server:9} {m.app:6} {m.route:21} {m.total('plain').rps:9,.0f} req/s  "
                   f"{m.total('stream').rps:9,.0f} stream/s", file=sys.stderr, flush=True)
 
     async def latency_batch(self, m: Member, plain: int, streams: int) -> None:
         """`plain` non-streamed requests, then `streams` streams, one at a time: latency and TTFT."""
         url = m.url + m.target.path
-        latency = await latencies(url, m.target.plain, plain, stream=False, headers=m.target.headers)
-        ttft = await latencies(url, m.target.stream, streams, stream=True, headers=m.target.headers)
+        latency = await latencies(url, m.target.plain, plain, None, headers=m.target.headers)
+        ttft = await latencies(url, m.target.stream, streams, m.target.end, headers=m.target.headers)
         m.latency.total += latency.total
         m.ttft.first_byte += ttft.first_byte
 
     async def window(self, m: Member, kind: str, conns: int) -> None:
         """One throughput window, with the server's CPU and both cores' load over it."""
         data = getattr(m.target, kind)
+        end = m.target.end if kind == "stream" else None
         cpu, load, began = m.process.cpu(), CoreLoad(), time.perf_counter()
         result = await throughput(m.url + m.target.path, data, self.file(data), conns, self.settings.seconds,
-                                  self.use_wrk, self.wrk_prefix, m.target.headers)
+                                  self.use_wrk, self.wrk_prefix, m.target.headers, end)
         used, wall = m.process.cpu() - cpu, time.perf_counter() - began
         m.windows[kind].append(result)
         m.cpu[kind] += used
@@ -164,13 +171,14 @@ async def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> st
     started, load_before = time.monotonic(), os.getloadavg()
     rows: list[Row] = []
     with contextlib.ExitStack() as mock_stack:
-        direct = await bench.start_mock(mock_stack, args.routes)
+        apis = dict.fromkeys([OPENAI, *(upstream_of(route) for route in args.routes)])
+        direct = await bench.start_mock(mock_stack, list(apis))
         await bench.measure(direct)
         rows += [m.row() for m in direct]
         for server in args.servers:
             with contextlib.ExitStack() as stack:
                 members = [await bench.start(stack, server, FLOOR, "openai")]
-                members += [await bench.start(stack, server, CHATD, route) for route in args.routes]
+                members += [await bench.start(stack, server, CHATD, route) for route in routes_of(args, server)]
                 await bench.measure(members)
                 rows += [m.row() for m in members]
     tool = "wrk (1 thread)" if use_wrk else "asyncio loop (aiohttp client), not wrk: figures are lower"
@@ -181,6 +189,7 @@ async def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> st
         "",
         summary(rows),
         "",
+        *surfaces(rows),
         f"- throughput: **{tool}**, {settings.rounds} × {settings.seconds:g} s windows per row, taken in turns "
         f"with the other rows of the same server; latency and TTFT: aiohttp client at c=1, "
         f"{settings.latency_n} / {settings.ttft_n} requests per row",
@@ -190,6 +199,7 @@ async def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> st
         "- route `openai`: a custom `transform = \"openai\"` provider by `[[chatd.routes]]` prefix `mock/`; "
         "route `ollama`: `ollama/` to `ollama_url` (`ollama_chat` transform); the floor is OpenAI passthrough "
         "only, so ×floor for `ollama` includes the translation",
+        *(f"- route `{name}`: {ROUTES[name].about}" for name in dict.fromkeys(args.routes) if name in SURFACE_ROUTES),
         "- † the load core was saturated and the server's was not: the figure is a floor of the server's capacity",
         *errors(rows),
         *noise(rows),
@@ -204,18 +214,28 @@ async def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> st
     return report
 
 
+def routes_of(args: argparse.Namespace, server: str) -> list[str]:
+    """The routes measured on `server`: the Anthropic and Responses ones on the first server only, unless
+    --every-server."""
+    first = server == args.servers[0]
+    return [route for route in args.routes if first or args.every_server or route not in SURFACE_ROUTES]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds: hypercorn, openai route, small c")
     parser.add_argument("--servers", help=f"comma-separated, from {','.join(SERVERS)} (default: every installed)")
-    parser.add_argument("--routes", help="comma-separated, from openai,ollama (default: both; --quick: openai)")
+    parser.add_argument("--routes", help=f"comma-separated, from {','.join(ROUTES)} (default: all; --quick: "
+                        f"{','.join(QUICK_ROUTES)}); with any Anthropic or Responses route, {BASE_ROUTE} too")
+    parser.add_argument("--every-server", action="store_true",
+                        help="measure the Anthropic and Responses routes on every server, not only the first")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default="auto",
                         help="throughput load generator (default: wrk when installed; asyncio with --quick, "
                         "whose windows are shorter than wrk's 1 s minimum)")
     args = parser.parse_args(argv)
     default_servers = ["hypercorn"] if args.quick else [s for s in SERVERS if installed(s)]
     args.servers = args.servers.split(",") if args.servers else default_servers
-    args.routes = args.routes.split(",") if args.routes else (["openai"] if args.quick else list(ROUTES))
+    args.routes = args.routes.split(",") if args.routes else list(QUICK_ROUTES if args.quick else ROUTES)
     for name in args.servers:
         if name not in SERVERS:
             parser.error(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
@@ -224,6 +244,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in args.routes:
         if name not in ROUTES:
             parser.error(f"unknown route {name!r}; choose from {', '.join(ROUTES)}")
+    if BASE_ROUTE not in args.routes and set(args.routes) & set(SURFACE_ROUTES):
+        args.routes.insert(0, BASE_ROUTE)  # what their ratios are taken against
     return args
 
 

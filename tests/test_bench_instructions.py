@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bench.instructions import parse_args
-from bench.targets import ROOT, body
+from bench.targets import ANTHROPIC, OLLAMA, RESPONSES, ROOT, body
 from tests.harness import ServerProcess, free_port
 
 
@@ -35,7 +35,9 @@ def mocks(tmp_path):
 
 @pytest.mark.parametrize("path, request_body", [
     ("/v1/chat/completions", body("m", True)),
-    ("/api/chat", body("m", True, ollama_shape=True)),
+    ("/api/chat", body("m", True, OLLAMA)),
+    ("/v1/messages", body("m", True, ANTHROPIC)),
+    ("/v1/responses", body("m", True, RESPONSES)),
 ])
 def test_one_write_sends_the_same_stream_bytes(mocks, path, request_body):
     framed, whole = (httpx.post(url + path, content=request_body, timeout=10) for url in mocks)
