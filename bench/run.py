@@ -35,7 +35,7 @@ from .targets import (APPS, BASE_ROUTE, CHATD, DIRECT, FLOOR, FULL, OPENAI, QUIC
 
 
 QUICK_ROUTES = ("openai", "anthropic-passthrough", "responses-passthrough")
-"""CI's smoke touches both new surfaces and both new mock APIs."""
+"""CI's smoke: the Chat Completions, Anthropic and Responses surfaces, and three of the mock's four APIs."""
 
 
 @dataclass
@@ -223,7 +223,7 @@ def routes_of(args: argparse.Namespace, server: str) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds: hypercorn, openai route, small c")
+    parser.add_argument("--quick", action="store_true", help=f"a few seconds: hypercorn, {', '.join(QUICK_ROUTES)}, small c")
     parser.add_argument("--servers", help=f"comma-separated, from {','.join(SERVERS)} (default: every installed)")
     parser.add_argument("--routes", help=f"comma-separated, from {','.join(ROUTES)} (default: all; --quick: "
                         f"{','.join(QUICK_ROUTES)}); with any Anthropic or Responses route, {BASE_ROUTE} too")
