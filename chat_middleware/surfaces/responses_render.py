@@ -57,7 +57,7 @@ def error_code(error: RequestError) -> str:
 class ResponsesRenderer:
     """The Responses surface's answers for one request, made with the model name the client asked for."""
 
-    __slots__ = ("model", "context", "id", "created_at", "passthrough", "_stream", "_upstream_id", "_sequence")
+    __slots__ = ("model", "context", "id", "created_at", "passthrough", "_stream", "_upstream_id", "_last")
     stream_headers = SSE_HEADERS
 
     def __init__(self, model: str, context: ResponsesContext) -> None:
@@ -68,14 +68,14 @@ class ResponsesRenderer:
         self.passthrough = False
         self._stream = EventStream(self.response, context.tools)
         self._upstream_id: str | None = None
-        self._sequence = -1
+        self._last = b""
 
     def serving(self, target: Target, passthrough: bool = False) -> None:
         """A new upstream attempt: whatever the last one began is forgotten."""
         self.passthrough = passthrough
         self._stream = EventStream(self.response, self.context.tools)
         self._upstream_id = None
-        self._sequence = -1
+        self._last = b""
 
     def response(self, status: str, output: list[dict], tokens: dict | None = None, **fields: object) -> dict:
         """A Response object with the request's settings echoed, as the openai SDK's `Response` model needs."""
@@ -109,10 +109,8 @@ class ResponsesRenderer:
         sse = chunks.sse
         if self._upstream_id is None:
             self._upstream_id = _response_id(chunks)
-        at = sse.rfind(b'"sequence_number"')
-        found = _SEQUENCE.match(sse, at) if at >= 0 else None
-        if found:
-            self._sequence = int(found[1])
+        if sse:
+            self._last = sse  # its last sequence number is read only if an error must follow it
         return sse
 
     def finish(self, decoder: StreamDecoder, latency_ms: float) -> bytes:
@@ -122,9 +120,10 @@ class ResponsesRenderer:
 
     def stream_error(self, error: RequestError) -> bytes:
         failure = {"code": error_code(error), "message": error.message}
-        if self.passthrough and self._sequence >= 0:  # after the upstream's own events, numbered on from them
-            self._sequence += 1
-            event = {"type": "response.failed", "sequence_number": self._sequence,
+        at = self._last.rfind(b'"sequence_number"') if self.passthrough else -1
+        found = _SEQUENCE.match(self._last, at) if at >= 0 else None
+        if found:  # after the upstream's own events, numbered on from them
+            event = {"type": "response.failed", "sequence_number": int(found[1]) + 1,
                      "response": self.response("failed", [], error=failure)}
             return b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"
         return self._stream.failed(failure)
