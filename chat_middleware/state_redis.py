@@ -78,7 +78,6 @@ class RedisState:
         self._window_ms = _ms(window_s)
         self._failure_ttl_ms = _ms(failure_ttl_s)
         self._busy_ms = _ms(BUSY_RETRY_S)
-        self._timeout = timeout_s
         self._retry_s = retry_s
         self._open = on_error == "open"
         self.local = LocalState(window_s=window_s, failure_ttl_s=failure_ttl_s)
@@ -204,10 +203,9 @@ class RedisState:
         await self._redis.aclose()
 
     async def _call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """One EVALSHA within the call's own deadline; a script Redis lost is loaded again first."""
-        return await asyncio.wait_for(self._evalsha(script, keys, args), self._timeout)
-
-    async def _evalsha(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """One EVALSHA within the call's own deadline — the client's socket timeouts, `timeout_s` for
+        connecting and for every read, cheaper than a timer task per call; a script Redis lost is
+        loaded again first."""
         try:
             return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
         except self._no_script:
