@@ -66,12 +66,12 @@ async def test_two_workers_hold_one_max_in_flight_and_one_rpm(tmp_path, upstream
             while len(answered_by_worker(metrics, "none")) < 2:  # health checks, until both workers answer
                 await asyncio.gather(*(http.get(server.url + "/v1/chat/health") for _ in range(4)))
             while len(answered_by_worker(metrics, "ollama_cloud")) < 2:  # a new connection each, to either worker
-                assert len(statuses) < 60, "one worker took every connection"
+                assert len(statuses) < 300, "one worker took every connection"
                 batch = await asyncio.gather(*(http.post(server.url + "/v1/chat/completions", json={
                     "model": "kimi-k2.6:cloud", "messages": HI}) for _ in range(6)))
                 statuses += [response.status_code for response in batch]
         assert statuses.count(200) == 4 and statuses.count(429) == len(statuses) - 4  # 4 a minute, both workers
-        for _ in range(5):  # rounds, until both workers took part
+        for _ in range(30):  # rounds, until both workers took part (the kernel picks which accepts)
             async with Held() as held:
                 tasks = [held.post(server.url, "router") for _ in range(8)]
                 assert await held.reach(openrouter, 3)
