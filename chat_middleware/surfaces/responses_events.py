@@ -19,6 +19,10 @@ from ..shapes import count
 from ..streams import Chunk, Chunks
 from .responses_tools import ToolRef, custom_input
 
+_DELTAS = {"reasoning": "response.reasoning_summary_text.delta", "message": "response.output_text.delta"}
+_DELTA_EVENT = {kind: b'event: %s\ndata: {"type":"%s","sequence_number":' % (name.encode(), name.encode())
+                for kind, name in _DELTAS.items()}
+_DELTA_TAIL = {"reasoning": b"}\n\n", "message": b',"logprobs":[]}\n\n'}
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Chat `finish_reason`s that make a Response incomplete, with its `incomplete_details.reason`."""
 
@@ -109,7 +113,7 @@ class EventStream:
     """The events of one streamed answer; `response(status, output, usage, **fields)` makes its Response objects."""
 
     __slots__ = ("_response", "_tools", "_sequence", "_output", "_open", "_item", "_index", "_texts", "_call",
-                 "_call_ids", "_finish_reason", "_details")
+                 "_call_ids", "_finish_reason", "_details", "_delta")
 
     def __init__(self, response: Callable[..., dict], tools: dict[str, ToolRef]) -> None:
         self._response = response
@@ -124,6 +128,8 @@ class EventStream:
         self._call_ids: set[str] = set()
         self._finish_reason: str | None = None
         self._details: dict | None = None
+        self._delta = b""
+        """The open text item's fields of a delta event, as JSON: `"item_id":…,"…_index":0`."""
 
     def chunks(self, chunks: Chunks) -> bytes:
         out: list[bytes] = []
@@ -211,13 +217,12 @@ class EventStream:
                 where = {"item_id": self._item, "output_index": self._index, "content_index": 0}
                 self._event(out, "response.content_part.added",
                             {**where, "part": {"type": "output_text", "text": "", "annotations": []}})
+            self._delta = orjson.dumps(where)[1:-1]
         self._texts.append(text)
-        if kind == "reasoning":
-            self._event(out, "response.reasoning_summary_text.delta",
-                        {"item_id": self._item, "output_index": self._index, "summary_index": 0, "delta": text})
-        else:
-            self._event(out, "response.output_text.delta", {"item_id": self._item, "output_index": self._index,
-                                                            "content_index": 0, "delta": text, "logprobs": []})
+        # the common event, a piece of text: the bytes _event would make of it, built around the text
+        out.append(b'%s%d,%s,"delta":%s%s' % (_DELTA_EVENT[kind], self._sequence, self._delta,
+                                               orjson.dumps(text), _DELTA_TAIL[kind]))
+        self._sequence += 1
 
     def _fragments(self, out: list[bytes], fragments: list) -> None:
         """Tool-call fragments by `index`: the first of a call (with its id and name) opens its item,
