@@ -4,7 +4,7 @@ Every row is one process measured in this run. "added" latencies subtract the
 direct upstream's figure for the same upstream endpoint; "×floor" is the median,
 over the rounds, of a row's throughput divided by the floor's in the same round
 (taken seconds apart), which a machine whose speed drifts skews least. The
-Anthropic and Responses rows are restated the same way against chatd's Chat
+other surfaces' and transforms' rows are restated the same way against chatd's Chat
 Completions → `openai` passthrough row of their server: "×openai".
 """
 
@@ -154,7 +154,7 @@ def summary(rows: list[Row]) -> str:
 
 
 def surfaces(rows: list[Row]) -> list[str]:
-    """The Anthropic and Responses rows against Chat Completions → `openai` passthrough on the same server,
+    """The other surfaces' and transforms' rows against Chat Completions → `openai` passthrough on the same server,
     measured in the same rounds: what each surface and translation costs. No such rows, no lines."""
     bases = {r.server: r for r in rows if r.app == CHATD and r.route == BASE_ROUTE}
     head = ["server", "route", f"req/s ×{BASE_ROUTE} (plain / stream)",

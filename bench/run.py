@@ -7,8 +7,8 @@
 Server processes are pinned to core 0 (`taskset -c 0`); the mock upstream, wrk
 and this process share core 1. For each server, the floor and chatd (one
 process per route) are started with the server's own CLI, then measured in
-turns, window by window, and stopped. The Anthropic and Responses routes run
-on the first server only (hypercorn by default; `--every-server` for all), in
+turns, window by window, and stopped. The routes beyond `openai` and `ollama`
+(the other surfaces and transforms) run on the first server only (hypercorn by default; `--every-server` for all), in
 the same rounds as its Chat Completions routes. The table goes to stdout and to
 bench/results/latest.md (raw figures in latest.json).
 """
@@ -215,7 +215,7 @@ async def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> st
 
 
 def routes_of(args: argparse.Namespace, server: str) -> list[str]:
-    """The routes measured on `server`: the Anthropic and Responses ones on the first server only, unless
+    """The routes measured on `server`: those beyond `openai` and `ollama` on the first server only, unless
     --every-server."""
     first = server == args.servers[0]
     return [route for route in args.routes if first or args.every_server or route not in SURFACE_ROUTES]
@@ -228,7 +228,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--routes", help=f"comma-separated, from {','.join(ROUTES)} (default: all; --quick: "
                         f"{','.join(QUICK_ROUTES)}); with any Anthropic or Responses route, {BASE_ROUTE} too")
     parser.add_argument("--every-server", action="store_true",
-                        help="measure the Anthropic and Responses routes on every server, not only the first")
+                        help="measure the other surfaces' and transforms' routes on every server, not only the first")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default="auto",
                         help="throughput load generator (default: wrk when installed; asyncio with --quick, "
                         "whose windows are shorter than wrk's 1 s minimum)")

@@ -17,6 +17,9 @@ import orjson
 
 from .mock_upstream import ANTHROPIC, OLLAMA, OPENAI, RESPONSES
 
+NATIVE = "native"
+"""chatd's own POST /v1/chat: a surface only, no upstream speaks it."""
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,18 +73,27 @@ ROUTES: dict[str, Route] = {
     "responses-passthrough": Route(RESPONSES, "mock-responses/bench-model", RESPONSES,
                                    "OpenAI Responses → an `openai` provider with `responses = true`: passed "
                                    "through both ways"),
+    "openai-anthropic": Route(OPENAI, "mock-anthropic/bench-model", ANTHROPIC,
+                              "Chat Completions → an `anthropic` provider: the `anthropic` transform, "
+                              "Anthropic's events back to Chat Completions chunks"),
+    "ollama-api": Route(OLLAMA, "ollama/bench-model", OLLAMA,
+                        "Ollama's API → `ollama_chat`: Ollama → canonical → Ollama, NDJSON both ways"),
+    "native": Route(NATIVE, "mock/bench-model", OPENAI,
+                    "chatd's native `POST /v1/chat` → `openai`: its `{\"delta\"}` events from the chunks"),
 }
 BASE_ROUTE = "openai"
-"""Chat Completions passthrough: the row of the same server each Anthropic and Responses row is divided by."""
-SURFACE_ROUTES = tuple(name for name, route in ROUTES.items() if route.surface != OPENAI)
+"""Chat Completions passthrough: the row of the same server each route of SURFACE_ROUTES is divided by."""
+SURFACE_ROUTES = tuple(name for name in ROUTES if name not in ("openai", "ollama"))
+"""The routes each measured as a ratio of BASE_ROUTE: every surface and transform beyond the first two."""
 SURFACE_PATHS = {OPENAI: "/v1/chat/chat/completions", ANTHROPIC: "/v1/chat/v1/messages",
+                 OLLAMA: "/v1/chat/api/chat", NATIVE: "/v1/chat",
                  RESPONSES: "/v1/chat/responses"}
 UPSTREAM_PATHS = {OPENAI: "/v1/chat/completions", OLLAMA: "/api/chat", ANTHROPIC: "/v1/messages",
                   RESPONSES: "/v1/responses"}
 ENDS = {OPENAI: b"data: [DONE]", OLLAMA: b'"done":true', ANTHROPIC: b'"type":"message_stop"',
-        RESPONSES: b'"type":"response.completed"'}
+        RESPONSES: b'"type":"response.completed"', NATIVE: b'"latency_ms"'}
 """What the last line of a whole stream holds, by API."""
-HEADERS: dict[str, dict[str, str]] = {OPENAI: {}, OLLAMA: {}, RESPONSES: {},
+HEADERS: dict[str, dict[str, str]] = {OPENAI: {}, OLLAMA: {}, RESPONSES: {}, NATIVE: {},
                                       ANTHROPIC: {"anthropic-version": "2023-06-01"}}
 """The headers a client of each API sends besides Content-Type (Anthropic's SDKs and Claude Code send a version)."""
 
@@ -160,6 +172,9 @@ def body(model: str, stream: bool, api: str = OPENAI) -> bytes:
                              "max_tokens": 256, "temperature": 0.7, "stream": stream})
     if api == RESPONSES:
         return orjson.dumps({"model": model, "input": MESSAGES, "max_output_tokens": 256, "temperature": 0.7,
+                             "stream": stream})
+    if api == NATIVE:
+        return orjson.dumps({"model": model, "messages": MESSAGES, "max_tokens": 256, "temperature": 0.7,
                              "stream": stream})
     return orjson.dumps({"model": model, "messages": MESSAGES, "stream": stream, "max_tokens": 256,
                          "temperature": 0.7})

@@ -20,7 +20,7 @@ from bench.loadgen import Latency, LoadError, Throughput, asyncio_load, checked,
 from bench.mock_replies import tokens
 from bench.report import Row, surfaces
 from bench.run import parse_args, routes_of
-from bench.targets import (ANTHROPIC, BASE_ROUTE, CHATD, DIRECT, FLOOR, OPENAI, RESPONSES, ROOT, ROUTES,
+from bench.targets import (ANTHROPIC, BASE_ROUTE, CHATD, DIRECT, FLOOR, NATIVE, OLLAMA, OPENAI, RESPONSES, ROOT, ROUTES,
                            SURFACE_ROUTES, chatd_config, target)
 from tests.harness import ChatdServer, write_config
 
@@ -93,6 +93,10 @@ def answer_text(api: str, body: bytes) -> str:
         return data["content"][0]["text"]
     if api == RESPONSES:
         return data["output"][-1]["content"][0]["text"]
+    if api == OLLAMA:
+        return data["message"]["content"]
+    if api == NATIVE:
+        return data["content"]
     return data["choices"][0]["message"]["content"]
 
 
