@@ -16,9 +16,9 @@ import time
 import orjson
 
 from .access import Call
-from .errors import ModelNotAllowed
+from .errors import ModelNotAllowed, UpstreamError
 from .metrics import state_error
-from .settings import ClientConfig, Config, StateConfig
+from .settings import ClientConfig, Config, ProviderConfig, StateConfig
 from .forward import Forwarder
 from .relay import Relay
 from .routing import Resolution, Router
@@ -92,6 +92,14 @@ class Runtime:
         if call.client is None:
             return self.models
         return self._client_models.get(call.client, self.models)
+
+    async def ask(self, provider: ProviderConfig, path: str, body: dict) -> tuple[int, bytes]:
+        """Another endpoint of the provider's own API (Ollama's /api/show, Anthropic's count_tokens):
+        its status and body, a 4xx included; a 5xx is the provider failing, an UpstreamError."""
+        status, raw = await self.upstreams.fetch(provider.name, path, orjson.dumps(body), provider.timeouts.total)
+        if status >= 500:
+            raise UpstreamError(f"{provider.name} answered {path} with HTTP {status}")
+        return status, raw
 
     def open(self) -> None:
         self.upstreams.open()

@@ -18,7 +18,7 @@ import orjson
 from ..access import Call
 from ..asgi import JSON, read_body, send_body, send_json
 from ..canonical import ChatRequest
-from ..errors import BadRequest, UpstreamError
+from ..errors import BadRequest
 from ..runtime import Runtime
 from ..shapes import parse_json_object
 from ..types import Receive, Scope, Send
@@ -49,13 +49,9 @@ async def count_tokens(runtime: Runtime, call: Call, scope: Scope, receive: Rece
     if provider.transform != API:
         await send_json(send, {"input_tokens": count_tokens_estimate(body)}, headers=[_ESTIMATE])
         return
-    status, answer = await runtime.upstreams.fetch(
-        provider.name, "/v1/messages/count_tokens", orjson.dumps({**body, "model": target.upstream_model}),
-        provider.timeouts.total)
-    if status >= 500:
-        raise UpstreamError(f"{provider.name} answered count_tokens with HTTP {status}")
-    call.status = status
-    await send_body(send, status, answer, [JSON])
+    call.status, answer = await runtime.ask(provider, "/v1/messages/count_tokens",
+                                            {**body, "model": target.upstream_model})
+    await send_body(send, call.status, answer, [JSON])
 
 
 async def models(runtime: Runtime, call: Call, scope: Scope, receive: Receive, send: Send) -> None:

@@ -23,7 +23,6 @@ from ..access import Call
 from ..asgi import JSON, read_body, send_body, send_json
 from ..canonical import ChatRequest
 from ..settings import Config, ProviderConfig
-from ..errors import UpstreamError
 from ..routing import Target
 from ..runtime import Runtime
 from ..shapes import parse_json_object
@@ -80,12 +79,8 @@ async def show(runtime: Runtime, call: Call, scope: Scope, receive: Receive, sen
     if provider.transform not in OLLAMA_TRANSFORMS:
         await send_json(send, shown(provider, target.upstream_model))
         return
-    status, raw = await runtime.upstreams.fetch(
-        provider.name, "/api/show", orjson.dumps({"model": target.upstream_model}), provider.timeouts.total)
-    if status >= 500:
-        raise UpstreamError(f"{provider.name} answered /api/show with HTTP {status}")
-    call.status = status
-    await send_body(send, status, raw, [JSON])
+    call.status, raw = await runtime.ask(provider, "/api/show", {"model": target.upstream_model})
+    await send_body(send, call.status, raw, [JSON])
 
 
 def shown(provider: ProviderConfig, model: str) -> dict:
